@@ -1,0 +1,110 @@
+"""Run configuration: flag > environment > default, resolved once and then read-only."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+DEFAULT_IMDS_URL = "http://169.254.169.254"
+
+
+class ConfigError(ValueError):
+    """A usage or configuration problem: exit code 2, one line for the user."""
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which managed identity the application asks for; at most one of the three is set."""
+
+    client_id: Optional[str] = None
+    object_id: Optional[str] = None
+    msi_res_id: Optional[str] = None
+    source: str = ""  # where it came from: "--client-id", "AZURE_CLIENT_ID", ...
+
+    def __post_init__(self) -> None:
+        if sum(v is not None for v in (self.client_id, self.object_id, self.msi_res_id)) > 1:
+            raise ConfigError("--client-id, --object-id and --msi-res-id are mutually exclusive (as in IMDS)")
+
+    @property
+    def is_set(self) -> bool:
+        return any((self.client_id, self.object_id, self.msi_res_id))
+
+    def query(self) -> Dict[str, str]:
+        """The IMDS token query parameter for this selector (IMDS spells the resource id ``msi_res_id``)."""
+        if self.client_id:
+            return {"client_id": self.client_id}
+        if self.object_id:
+            return {"object_id": self.object_id}
+        if self.msi_res_id:
+            return {"msi_res_id": self.msi_res_id}
+        return {}
+
+    def describe(self) -> str:
+        if self.client_id:
+            return f"client_id {self.client_id}"
+        if self.object_id:
+            return f"object_id {self.object_id}"
+        if self.msi_res_id:
+            return f"msi_res_id {self.msi_res_id}"
+        return "no identity selector"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "object_id": self.object_id,
+            "msi_res_id": self.msi_res_id,
+            "source": self.source or None,
+        }
+
+
+NO_SELECTOR = Selector()
+
+
+@dataclass(frozen=True)
+class Config:
+    imds_url: str = DEFAULT_IMDS_URL
+    arm_url: Optional[str] = None  # None: the ARM endpoint of the cloud the VM reports
+    selector: Selector = NO_SELECTOR
+    resources: Tuple[str, ...] = ()  # empty: ARM of the detected cloud
+    scope: Optional[str] = None  # None: the VM's resource group
+    actions: Tuple[str, ...] = ()
+    timeout: float = 20.0  # the whole run
+    imds_connect_timeout: float = 1.0
+    imds_read_timeout: float = 3.0
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The non-secret settings, for the report header."""
+        return {
+            "imds_url": self.imds_url,
+            "arm_url": self.arm_url,
+            "selector": self.selector.to_dict(),
+            "resources": list(self.resources),
+            "scope": self.scope,
+            "actions": list(self.actions),
+            "timeout_s": self.timeout,
+        }
+
+
+def selector_from(
+    client_id: Optional[str], object_id: Optional[str], msi_res_id: Optional[str], environ: Mapping[str, str]
+) -> Selector:
+    """Explicit flags win; otherwise ``AZURE_CLIENT_ID``, exactly as the Azure SDKs read it."""
+    if client_id:
+        return Selector(client_id=client_id.strip(), source="--client-id")
+    if object_id:
+        return Selector(object_id=object_id.strip(), source="--object-id")
+    if msi_res_id:
+        return Selector(msi_res_id=msi_res_id.strip(), source="--msi-res-id")
+    env_client_id = (environ.get("AZURE_CLIENT_ID") or "").strip()
+    if env_client_id:
+        return Selector(client_id=env_client_id, source="AZURE_CLIENT_ID")
+    return NO_SELECTOR
+
+
+def validate_url(value: str, option: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value.lower().startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+        raise ConfigError(f"{option} must be an http(s) URL, got {value!r}")
+    return value

@@ -1,0 +1,1 @@
+"""Probes that observe the machine and the endpoints; they never judge."""
