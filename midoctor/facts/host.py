@@ -36,10 +36,10 @@ def looks_like_azure(dmi: Dict[str, Any]) -> Optional[bool]:
         return None
     if dmi.get("chassis_asset_tag") == AZURE_ASSET_TAG:
         return True
-    vendor = str(dmi.get("sys_vendor", ""))
-    if vendor and "microsoft" not in vendor.lower():
+    vendor = str(dmi.get("sys_vendor", "")).lower()
+    if vendor and "microsoft" not in vendor:
         return False
-    return None if not vendor else vendor.lower().startswith("microsoft") and None
+    return None  # Microsoft hardware without Azure's asset tag (on-prem Hyper-V?) or unreadable: cannot tell
 
 
 def container_facts(root: Path = Path("/"), environ: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
