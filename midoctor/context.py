@@ -42,6 +42,11 @@ class Context:
                 self._memo[key] = value
             return value
 
+    def seed(self, key: Hashable, value: Any) -> None:
+        """Provide a fact up front (tests, recorded inputs) so no probe runs for it."""
+        with self._guard:
+            self._memo[key] = value
+
     @property
     def environ(self) -> Mapping[str, str]:
         return self.config.environ
