@@ -106,6 +106,12 @@ class Context:
                 self._arm = ArmClient(self.arm_url(), self.config.environ)
             return self._arm
 
+    def attached(self, token: Optional[TokenResult]) -> Any:
+        """The identities attached to this VM per ARM, read once with the first usable token offered."""
+        from midoctor.facts.attached import read_attached
+
+        return self.fact("arm.attached", lambda: read_attached(self.arm, self.compute(), token))
+
     def close(self) -> None:
         for client in (self._imds, self._arm):
             if client is not None:

@@ -69,14 +69,14 @@ class Fix:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Fix":
+    def from_dict(cls, data: Mapping[str, Any]) -> Fix:
         return cls(
             text=str(data.get("text", "")),
             commands=tuple(Command(str(c["shell"]), str(c["text"])) for c in data.get("commands", [])),
             links=tuple(str(link) for link in data.get("links", [])),
         )
 
-    def format(self, values: Mapping[str, Any]) -> "Fix":
+    def format(self, values: Mapping[str, Any]) -> Fix:
         """Fill ``{placeholders}``; a placeholder with no value stays visible rather than raising."""
         return Fix(
             text=_fill(self.text, values),
@@ -142,7 +142,7 @@ class CheckSpec:
         status: Optional[Status] = None,
         fix: Optional[Fix] = None,
         **fix_values: Any,
-    ) -> "Result":
+    ) -> Result:
         """Build a result for one of this check's declared causes, filling its fix template."""
         declared = self.cause(cause)
         chosen_fix = fix if fix is not None else declared.fix
@@ -182,7 +182,7 @@ class Result:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Result":
+    def from_dict(cls, data: Mapping[str, Any]) -> Result:
         fix = data.get("fix")
         return cls(
             check_id=str(data["id"]),
@@ -248,7 +248,7 @@ class Report:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Report":
+    def from_dict(cls, data: Mapping[str, Any]) -> Report:
         version = str(data.get("schema_version", ""))
         if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
             raise ValueError(f"unsupported report schema_version {version!r} (this midoctor reads {SCHEMA_VERSION})")

@@ -24,6 +24,26 @@ MASK = "***"
 SAFE_CLAIMS = ("aud", "iss", "tid", "oid", "appid", "azp", "xms_mirid", "idtyp", "iat", "nbf", "exp", "ver", "sub")
 
 
+class Secret:
+    """Holds a credential for the one call that needs it; prints as ``***`` everywhere else."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret is not serialisable")
+
+
 def redact_url(url: str) -> str:
     """Drop userinfo credentials and SAS-style query secrets from a URL, keep the rest readable."""
     try:

@@ -40,7 +40,7 @@ def _skip(check: Check, prerequisite: Result) -> Result:
     )
 
 
-def _run_one(check: Check, ctx: Context, out: "queue.Queue[tuple]") -> None:
+def _run_one(check: Check, ctx: Context, out: queue.Queue[tuple]) -> None:
     started = time.monotonic()
     try:
         result = check.evaluate(ctx)
@@ -64,7 +64,7 @@ def run(
     selected = {c.id for c in checks}
     results: Dict[str, Result] = {}
     start_times: Dict[str, float] = {}
-    done_q: "queue.Queue[tuple]" = queue.Queue()
+    done_q: queue.Queue[tuple] = queue.Queue()
     interrupted = False
 
     def finish(check: Check, result: Result, elapsed: float) -> None:

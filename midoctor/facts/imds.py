@@ -10,11 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-import httpx
-
 from midoctor.config import Selector
 from midoctor.facts.http import Observation, direct_client, request
-from midoctor.redact import token_summary
+from midoctor.redact import Secret, token_summary
 
 INSTANCE_API_VERSION = "2021-02-01"
 TOKEN_API_VERSION = "2018-02-01"  # what azure-identity and MSAL Python send (reference: failure-catalog 1)
@@ -72,6 +70,7 @@ class TokenResult:
     error: Optional[str] = None
     error_description: Optional[str] = None
     error_codes: Tuple[int, ...] = ()
+    bearer: Optional[Secret] = field(default=None, repr=False, compare=False)  # for ARM calls only
 
     @property
     def ok(self) -> bool:
@@ -153,7 +152,10 @@ def parse_token_response(resource: str, selector: Selector, exchange: Exchange) 
     if not isinstance(body, dict):
         return result
     if exchange.final.status == 200:
-        result.token = token_summary(body.get("access_token"))
+        access_token = body.get("access_token")
+        result.token = token_summary(access_token)
+        if isinstance(access_token, str) and access_token:
+            result.bearer = Secret(access_token)
         result.fields = {k: _short(body[k]) for k in _SAFE_TOKEN_FIELDS if k in body}
     error = body.get("error")
     if isinstance(error, dict):  # ARM-style {"error": {"code":..., "message":...}}
@@ -195,11 +197,3 @@ def text_field(compute: Optional[Dict[str, Any]], key: str, limit: int = 512) ->
     if not text:
         return None
     return text if len(text) <= limit else text[:limit] + "…"
-
-
-def close_quietly(client: Optional[httpx.Client]) -> None:
-    if client is not None:
-        try:
-            client.close()
-        except Exception:  # noqa: BLE001 - closing must never mask the result
-            pass
