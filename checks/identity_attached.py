@@ -45,6 +45,10 @@ SPEC = CheckSpec(
     causes=(
         Cause("system-assigned", Status.PASS, "The system-assigned identity answered."),
         Cause("user-assigned", Status.PASS, "The only user-assigned identity answered."),
+        Cause("recovered-after-retries", Status.WARN,
+              "An identity answered, but only after IMDS throttled, was updating or failed first.",
+              Fix("Usually transient. Clients retry these answers with backoff, which can take the SDK tens of "
+                  "seconds (410: up to 70 s). If it repeats, look for processes hammering IMDS.")),
         Cause("several-user-assigned", Status.PASS,
               "Several user-assigned identities are attached and none is chosen by default (see uami-ambiguity)."),
         Cause("no-identity", Status.FAIL, "The VM has no managed identity: IMDS answered 'Identity not found'.",
@@ -83,6 +87,10 @@ def evaluate(ctx: Context) -> Result:
         who = identity_of(result)
         evidence["identity"] = who.to_dict()
         cause = "user-assigned" if who.kind == "user-assigned" else "system-assigned"
+        if result.exchange.retried:
+            sequence = " → ".join(result.exchange.sequence)
+            return SPEC.result("recovered-after-retries", f"The {who.describe()} answered, but only after retries: "
+                                                          f"{sequence}.", evidence, **values)
         if who.kind == "unknown":
             summary = ("IMDS issued a token, but it does not say which identity (no xms_mirid claim); "
                        f"client id {who.client_id or 'unknown'}.")

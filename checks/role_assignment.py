@@ -19,6 +19,7 @@ RBAC_TROUBLESHOOT = "https://learn.microsoft.com/azure/role-based-access-control
 PROPAGATION_NOTE = ("If the application is still denied: a new role assignment can take up to 10 minutes to take "
                     "effect (hours through a group), and a token issued before the grant stays cached for up to "
                     "24 h by the platform; a restart only clears the application's own cache.")
+SHORT_PROPAGATION_NOTE = "If still denied: new roles take up to 10 min; a cached token lives up to 24 h."
 
 GRANT = Fix(
     "Assign a role that grants {operation} to the identity at the scope (or a parent scope).",
@@ -139,4 +140,6 @@ def _with_actions(actions: Any, who: str, scope: str, entries: List[Dict[str, An
         return SPEC.result("action-not-granted", f"The {who} may not perform {names} at {scope}{excluded}; "
                                                  f"the first is a {kind}.", evidence, **values)
     granted = ", ".join(f"{d.operation.name} (by {d.granted_by})" for d in decisions)
-    return SPEC.result("actions-granted", f"Granted at {scope}: {granted}. {PROPAGATION_NOTE}", evidence, **values)
+    evidence["if_still_denied"] = PROPAGATION_NOTE
+    return SPEC.result("actions-granted", f"Granted at {scope}: {granted}. {SHORT_PROPAGATION_NOTE}", evidence,
+                       **values)

@@ -76,12 +76,17 @@ class Finding:
     note: str
     suggested: Optional[str] = None
     evidence: Dict[str, Any] = field(default_factory=dict)
+    status: Optional[Status] = None  # when it differs from the cause's usual status
+
+    @property
+    def effective_status(self) -> Status:
+        return self.status or SPEC.cause(self.cause).status
 
 
 def evaluate(ctx: Context) -> Result:
     vm_cloud = ctx.cloud()
     findings = [_examine(ctx, resource, vm_cloud) for resource in ctx.resources()]
-    worst = max(findings, key=lambda f: (SPEC.cause(f.cause).status.rank, f.cause != "audience-ok"))
+    worst = max(findings, key=lambda f: (f.effective_status.rank, f.cause != "audience-ok"))
     evidence = {
         "vm_cloud": vm_cloud.name,
         "resources": [{"resource": f.resource, "verdict": f.cause, "note": f.note, "suggested": f.suggested,
@@ -96,7 +101,7 @@ def evaluate(ctx: Context) -> Result:
         others = [f for f in findings if f is not worst and f.cause != "audience-ok"]
         if others:
             summary += f" (and {len(others)} more resource(s) with findings)"
-    return SPEC.result(worst.cause, summary, evidence, **values)
+    return SPEC.result(worst.cause, summary, evidence, status=worst.effective_status, **values)
 
 
 def _examine(ctx: Context, given: str, vm_cloud: clouds.Cloud) -> Finding:
@@ -105,15 +110,21 @@ def _examine(ctx: Context, given: str, vm_cloud: clouds.Cloud) -> Finding:
     if scope_form:
         # azure-identity turns "X/.default" into resource "X"; "https://x//.default" into "https://x/".
         resource = resource[: -len("/.default")]
-    resource_cloud = clouds.cloud_of_resource(resource)
-    if resource_cloud is not None and resource_cloud is not vm_cloud:
-        suggested = clouds.equivalent_audience(resource, vm_cloud)
-        return Finding(given, "wrong-cloud",
-                       f"belongs to {resource_cloud.name} but this VM runs in {vm_cloud.name}.", suggested)
-
     token = ctx.token(resource, ctx.config.selector)
     outcome = outcome_of(token)
     evidence = {"token_request": token.to_evidence()}
+    resource_cloud = clouds.cloud_of_resource(resource)
+    if resource_cloud is not None and resource_cloud is not vm_cloud:
+        suggested = clouds.equivalent_audience(resource, vm_cloud)
+        entra = f" Entra answered: {_aadsts(token.error_description)}" if outcome is Outcome.INVALID_RESOURCE else ""
+        return Finding(given, "wrong-cloud",
+                       f"belongs to {resource_cloud.name} but this VM runs in {vm_cloud.name}.{entra}", suggested,
+                       evidence)
+    if outcome is Outcome.INVALID_RESOURCE and _other_slash_form_known(resource, vm_cloud):
+        other = resource.rstrip("/") if resource.endswith("/") else resource + "/"
+        return Finding(given, "trailing-slash",
+                       f"Entra rejected this form ({_aadsts(token.error_description)}); the service is known as "
+                       f"{other!r}.", other, evidence, status=Status.FAIL)
     if outcome is Outcome.INVALID_RESOURCE:
         return Finding(given, "resource-not-found",
                        f"Entra rejected it: {token.error} {_aadsts(token.error_description)}".strip() + ".",
@@ -136,6 +147,12 @@ def _examine(ctx: Context, given: str, vm_cloud: clouds.Cloud) -> Finding:
                        f"the service documents {resource.rstrip('/')!r} without the trailing slash.",
                        resource.rstrip("/"), evidence)
     return Finding(given, "audience-ok", f"{resource} → token with aud {aud!r}", None, evidence)
+
+
+def _other_slash_form_known(resource: str, cloud: clouds.Cloud) -> bool:
+    known = set(cloud.known_audiences) | set(cloud.arm_audiences)
+    other = resource.rstrip("/") if resource.endswith("/") else resource + "/"
+    return resource not in known and other in known
 
 
 def _aadsts(description: Optional[str]) -> str:
