@@ -14,6 +14,8 @@ from typing import Any, List, Sequence, Tuple
 
 import click
 
+from midoctor import __version__
+
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_BROKEN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 FORMATS = ("text", "json", "html", "markdown", "junit")
 
@@ -27,7 +29,7 @@ def _fail_usage(message: str) -> UsageProblem:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="midoctor", message="midoctor %(version)s")
+@click.version_option(version=__version__, prog_name="midoctor", message="midoctor %(version)s")
 def main() -> None:
     """midoctor: explains why an Azure managed-identity token cannot be obtained or is rejected."""
 

@@ -91,6 +91,8 @@ def selector_from(
     client_id: Optional[str], object_id: Optional[str], msi_res_id: Optional[str], environ: Mapping[str, str]
 ) -> Selector:
     """Explicit flags win; otherwise ``AZURE_CLIENT_ID``, exactly as the Azure SDKs read it."""
+    if sum(bool(v) for v in (client_id, object_id, msi_res_id)) > 1:
+        raise ConfigError("--client-id, --object-id and --msi-res-id are mutually exclusive (as in IMDS)")
     if client_id:
         return Selector(client_id=client_id.strip(), source="--client-id")
     if object_id:

@@ -39,7 +39,7 @@ def invoke(args: List[str], env: Optional[Dict[str, str]] = None) -> Run:
     clean.update(env or {})
     result = CliRunner().invoke(main, args, env=clean, catch_exceptions=False)
     report = None
-    if "--format" in args and args[args.index("--format") + 1] == "json" and result.exit_code != 2:
+    if "--format" in args and args[args.index("--format") + 1] == "json" and result.stdout.startswith("{"):
         report = json.loads(result.stdout)
     return Run(result.exit_code, result.stdout, result.stderr, report)
 
