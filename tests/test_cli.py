@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import invoke, run_against, validate_report
 
 
@@ -85,7 +84,7 @@ def test_output_dir_gets_three_private_reports(simulator, tmp_path: Path, report
     assert "http://" not in html.split("<body")[0].lower().replace("http://www.w3.org", "")
 
 
-def _in_private_mount(setup: str, sim_url: str, out: Path) -> "subprocess.CompletedProcess[str]":
+def _in_private_mount(setup: str, sim_url: str, out: Path) -> subprocess.CompletedProcess[str]:
     """Run midoctor in a private mount namespace where `setup` makes `out` read-only or tiny."""
     script = (f"{setup} && exec {sys.executable} -m midoctor run --imds-url {sim_url} --arm-url {sim_url} "
               f"--only imds-reachable --only identity-attached --format json --output {out}")

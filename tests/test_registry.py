@@ -6,8 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import invoke
+
 from midoctor.registry import RegistryError, load_dir, load_registry, validate
 
 BUILTIN_ORDER = ["imds-reachable", "proxy-route", "identity-attached", "uami-ambiguity", "token-audience",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_against, validate_report
 
 # scenario -> (diagnosis check, status, cause, words the fix or summary must contain, exit code)
