@@ -191,7 +191,8 @@ def test_metadata_header_required_with_exact_bodies(run: Any, client: httpx.Clie
     for headers in ({}, {"Metadata": "True"}, {"Metadata": "false"}):
         resp = get_token(client, sim, headers=headers)
         assert resp.status_code == 400
-        assert resp.content == b'{"error":"invalid_request","error_description":"Required metadata header not specified"}'
+        assert resp.content == (
+            b'{"error":"invalid_request","error_description":"Required metadata header not specified"}')
         assert resp.headers["content-length"] == "88"
         assert resp.headers["content-type"] == "application/json; charset=utf-8"
         assert_imds_headers(resp)
@@ -519,7 +520,8 @@ def test_permissions_paging_follows_next_link(run: Any, client: httpx.Client) ->
     rg = scenario.demo["scope"].split("/providers/")[0].lower()
     first = arm_get(client, sim, permissions_path(rg), token).json()
     second = client.get(first["nextLink"], headers={"Authorization": f"Bearer {token}"}).json()
-    assert "nextLink" not in second and second["value"][0]["actions"][0] == "Microsoft.Storage/storageAccounts/listKeys/action"
+    assert "nextLink" not in second
+    assert second["value"][0]["actions"][0] == "Microsoft.Storage/storageAccounts/listKeys/action"
 
 
 def test_permissions_empty_and_forbidden(run: Any, client: httpx.Client) -> None:
