@@ -137,9 +137,9 @@ def evaluate(ctx: Context) -> Result:
     evidence: Dict[str, Any] = {"imds_url": ctx.config.imds_url, "request": exchange.to_evidence()}
     values = {"imds_url": ctx.config.imds_url}
 
-    if not final.answered:
+    if not final.answered or final.error == "slow-body":
         return _no_answer(ctx, exchange, evidence, values)
-    if not is_imds_server(final):
+    if not is_imds_server(final) or 300 <= (final.status or 0) < 400:
         return _impostor(exchange, evidence, values)
     return _imds_answered(exchange, evidence, values)
 

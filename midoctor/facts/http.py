@@ -174,6 +174,10 @@ def request(
     except Exception as exc:  # noqa: BLE001 - every transport failure becomes an observation
         if obs.status is not None and isinstance(exc, _Trickle):
             obs.error = "slow-body"
+        elif obs.status is not None:
+            # Status and headers arrived, then the body broke off: an answer, but an unusable one.
+            obs.error = "incomplete-body"
+            obs.json_error = f"answer cut off: {type(exc).__name__}"
         else:
             obs.status = None
             obs.error = classify_exception(exc)
