@@ -63,6 +63,8 @@ def _run_options(func: Any) -> Any:
         click.option("--checks-dir", "checks_dirs", multiple=True, type=click.Path(path_type=Path),
                      help="Directory of extra check modules; repeatable."),
         click.option("-v", "--verbose", is_flag=True, help="Show the evidence of every check."),
+        click.option("--redact-pii", is_flag=True,
+                     help="Replace subscription/object ids, resource names and the host name with placeholders."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -125,6 +127,11 @@ def _execute(options: dict, environ: dict) -> int:
 def _deliver(report: Any, options: dict) -> int:
     from midoctor.output import OutputError, write_reports
     from midoctor.render import render
+
+    if options.get("redact_pii"):
+        from midoctor.pii import redact_report
+
+        report = redact_report(report)
 
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     _echo(render(report, options["fmt"], color=color, verbose=options.get("verbose", False)))
@@ -266,7 +273,8 @@ def sim(scenario: str, host: str, port: int, list_only: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--fail-on", type=click.Choice(["fail", "warn"]), default="fail", show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
-def demo(scenario: str, output: Path, fmt: str, fail_on: str, verbose: bool) -> None:
+@click.option("--redact-pii", is_flag=True, help="Replace identifying values with placeholders.")
+def demo(scenario: str, output: Path, fmt: str, fail_on: str, verbose: bool, redact_pii: bool) -> None:
     """Run every check against the built-in simulator and write the reports."""
     from midoctor.sim import Simulator, load_scenario
 
@@ -277,6 +285,7 @@ def demo(scenario: str, output: Path, fmt: str, fail_on: str, verbose: bool) -> 
     with Simulator(loaded, host="127.0.0.1", port=0) as server:
         click.echo(f"Simulated VM: scenario '{loaded.name}' — {loaded.description}", err=True)
         options = demo_options(loaded.demo, server.url, output, fmt, fail_on, verbose)
+        options["redact_pii"] = redact_pii
         # The demo diagnoses the simulated VM, not this machine: none of this shell's identity or proxy
         # variables apply to it.
         code = _execute(options, environ={})
@@ -300,7 +309,8 @@ def demo_options(demo_args: dict, url: str, output: Path, fmt: str, fail_on: str
 @main.command("render")
 @click.argument("report_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True)
-def render_cmd(report_file: Path, fmt: str) -> None:
+@click.option("--redact-pii", is_flag=True, help="Replace identifying values with placeholders.")
+def render_cmd(report_file: Path, fmt: str, redact_pii: bool) -> None:
     """Re-render a saved report.json in another format."""
     import json
 
@@ -312,5 +322,9 @@ def render_cmd(report_file: Path, fmt: str) -> None:
         report = Report.from_dict(data)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise _fail_usage(f"{report_file}: not a midoctor report: {exc}") from None
+    if redact_pii:
+        from midoctor.pii import redact_report
+
+        report = redact_report(report)
     _echo(render(report, fmt))
 
