@@ -46,10 +46,7 @@ def invoke(args: List[str], env: Optional[Dict[str, str]] = None) -> Run:
 
 def run_against(sim: Simulator, *extra: str, env: Optional[Dict[str, str]] = None, scenario_args: bool = True) -> Run:
     """`midoctor run` against a simulator, with the scenario's own demo arguments unless told otherwise."""
-    # proxy-route inspects this machine's own routes and proxy settings, not the simulated VM's.
     args = ["run", "--imds-url", sim.url, "--arm-url", sim.url, "--format", "json"]
-    if (Path(__file__).parent.parent / "checks" / "proxy_route.py").exists():  # TEMP until it lands
-        args += ["--skip", "proxy-route"]
     if scenario_args:
         args += demo_args(sim.scenario.demo)
     return invoke(args + list(extra), env=env)

@@ -32,7 +32,12 @@ def test_healthy_run_request_budget(simulator) -> None:
 
 
 def test_many_resources_never_exceed_five_concurrent_identity_requests(simulator) -> None:
-    sim = simulator("healthy-system")
+    from midoctor.sim import Scenario, load_scenario
+
+    data = json.loads(json.dumps(load_scenario("healthy-system").data))
+    data["name"] = "slow-identity"
+    data["faults"] = {"identity": {"delay_seconds": 0.3}}  # long enough for requests to overlap
+    sim = simulator(Scenario.from_dict(data))
     resources = [f"https://{name}" for name in ("vault.azure.net", "storage.azure.com", "storage.azure.com/",
                                                  "graph.microsoft.com", "graph.microsoft.com/",
                                                  "database.windows.net/", "ossrdbms-aad.database.windows.net",

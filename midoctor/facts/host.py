@@ -6,7 +6,7 @@ import os
 import platform
 import socket
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 # Azure (Hyper-V) VMs carry this chassis asset tag; reference failure-catalog F16.
 AZURE_ASSET_TAG = "7783-7084-3265-9085-8269-3286-77"
@@ -42,18 +42,51 @@ def looks_like_azure(dmi: Dict[str, Any]) -> Optional[bool]:
     return None  # Microsoft hardware without Azure's asset tag (on-prem Hyper-V?) or unreadable: cannot tell
 
 
-def container_facts(root: Path = Path("/"), environ: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+# azure-identity switches ManagedIdentityCredential to WorkloadIdentityCredential when all three are set
+# (reference F15c, AI-MIC / AI-CONST WORKLOAD_IDENTITY_VARS): IMDS is then not used at all.
+WORKLOAD_IDENTITY_VARS = ("AZURE_AUTHORITY_HOST", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE")
+
+
+def container_facts(root: Path = Path("/"), environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     env = environ if environ is not None else dict(os.environ)
     out: Dict[str, Any] = {}
     if env.get("KUBERNETES_SERVICE_HOST"):
         out["kubernetes"] = True
+    if all(env.get(name) for name in WORKLOAD_IDENTITY_VARS):
+        out["workload_identity"] = True
     if (root / ".dockerenv").exists():
         out["docker"] = True
+    if (root / "run/.containerenv").exists():
+        out["podman"] = True
     cgroup = _read(root / "proc/1/cgroup") or ""
     for marker in ("docker", "kubepods", "containerd", "libpod"):
         if marker in cgroup:
             out.setdefault("cgroup_markers", []).append(marker)
+    # Docker Desktop runs containers in a LinuxKit VM (macOS/Windows) or WSL2, never on an Azure VM.
+    kernel = (_read(root / "proc/version") or "").lower()
+    if out and ("linuxkit" in kernel or "microsoft-standard-wsl2" in kernel):
+        out["docker_desktop"] = True
     return out
+
+
+def container_imds_meaning(facts: Mapping[str, Any]) -> Optional[str]:
+    """What the container runtime means for reaching IMDS (reference F15), or None outside containers."""
+    if not facts:
+        return None
+    if facts.get("workload_identity"):
+        return ("Workload identity variables are set: azure-identity uses WorkloadIdentityCredential and never "
+                "calls IMDS, so IMDS reachability is not what decides this app's token (F15c).")
+    if facts.get("docker_desktop"):
+        return ("Docker Desktop (LinuxKit/WSL2 kernel): there is no IMDS here; Docker Desktop's proxy answers "
+                "169.254.169.254 with a 403 containing 'unreachable' (F15b). Use a developer credential.")
+    if facts.get("kubernetes") or "kubepods" in facts.get("cgroup_markers", []):
+        return ("Kubernetes pod: AKS may block IMDS for pods (podLinkLocalAccess=None), aad-pod-identity's NMI "
+                "intercepts 169.254.169.254 through an iptables DNAT, and without workload identity a pod gets "
+                "the node pool's identities (F15c). Compare with a probe from the node.")
+    return ("Container: with Docker bridge networking traffic to 169.254.169.254 is NATed through the host, so "
+            "IMDS is reachable and returns the VM's identities unless the daemon runs with iptables disabled, "
+            "rootless/slirp networking, an egress policy, or a proxy baked into the image (F15a, UNCONFIRMED "
+            "as an official statement). Compare with a probe on the host; --network host avoids the NAT.")
 
 
 def gather_host() -> Dict[str, Any]:
