@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from midoctor.config import DEFAULT_IMDS_URL
 from midoctor.context import Context
+from midoctor.facts import network
 from midoctor.facts.host import looks_like_azure
 from midoctor.facts.imds import Exchange, is_imds_server
 from midoctor.model import Cause, CheckSpec, Command, Fix, Result, Status
@@ -167,9 +169,34 @@ def _no_answer(ctx: Context, exchange: Exchange, evidence: Dict[str, Any], value
         "transport-error": f"The request to {ctx.config.imds_url} failed: {final.error_detail}.",
     }
     summary = summaries[cause]
+    if cause in ("timed-out", "refused", "blocked-locally", "no-answer"):
+        summary += _firewall_note(ctx, evidence)
     if azure is None and not dmi and cause in ("timed-out", "refused", "no-route"):
         summary += " (Whether this is an Azure VM could not be read from the hardware.)"
     return SPEC.result(cause, summary, evidence, **values)
+
+
+def _firewall_note(ctx: Context, evidence: Dict[str, Any]) -> str:
+    """Name the local firewall rule when one is readable and decides this process's connection."""
+    if ctx.config.imds_url.rstrip("/") != DEFAULT_IMDS_URL:
+        return ""
+    try:
+        report = network.inspect_firewall(ctx)
+        if not report.readable:
+            evidence["firewall"] = "rules not readable (needs root or the tools)"
+            return " Local firewall rules could not be read to confirm or rule out a block."
+        who = network.identity(ctx)
+        packet = network.Packet(uid=who.uid, gid=who.gid, groups=who.groups) if who else network.Packet(0, 0)
+        verdict = report.verdict(packet)
+    except Exception as exc:  # noqa: BLE001 - a firewall read failure must not cost the reachability verdict
+        evidence["firewall"] = f"could not evaluate: {type(exc).__name__}"
+        return ""
+    if not verdict.blocked:
+        return ""
+    rule = verdict.rule
+    evidence["firewall_rule"] = rule.text if rule else "chain policy"
+    where = f"{rule.text} ({rule.table} {rule.chain})" if rule else "the OUTPUT chain policy"
+    return f" A local firewall rule {verdict.action.upper()}s it: {where} — see proxy-route."
 
 
 def _impostor(exchange: Exchange, evidence: Dict[str, Any], values: Dict[str, str]) -> Result:

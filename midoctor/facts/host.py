@@ -98,6 +98,10 @@ def gather_host() -> Dict[str, Any]:
     }
     if platform.system() == "Linux":
         facts["dmi"] = dmi_facts()
+    elif platform.system() == "Windows":
+        from midoctor.facts.windows_host import windows_dmi
+
+        facts["dmi"] = windows_dmi()
     container = container_facts()
     if container:
         facts["container"] = container
