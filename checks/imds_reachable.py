@@ -10,7 +10,8 @@ from typing import Any, Dict
 
 from midoctor.config import DEFAULT_IMDS_URL
 from midoctor.context import Context
-from midoctor.facts import network
+from midoctor.facts import firewall
+from midoctor.facts.firewall_rules import Packet
 from midoctor.facts.host import looks_like_azure
 from midoctor.facts.imds import Exchange, is_imds_server
 from midoctor.model import Cause, CheckSpec, Command, Fix, Result, Status
@@ -181,12 +182,12 @@ def _firewall_note(ctx: Context, evidence: Dict[str, Any]) -> str:
     if ctx.config.imds_url.rstrip("/") != DEFAULT_IMDS_URL:
         return ""
     try:
-        report = network.inspect_firewall(ctx)
+        report = firewall.inspect_firewall(ctx)
         if not report.readable:
             evidence["firewall"] = "rules not readable (needs root or the tools)"
             return " Local firewall rules could not be read to confirm or rule out a block."
-        who = network.identity(ctx)
-        packet = network.Packet(uid=who.uid, gid=who.gid, groups=who.groups) if who else network.Packet(0, 0)
+        who = firewall.identity(ctx)
+        packet = Packet(uid=who.uid, gid=who.gid, groups=who.groups) if who else Packet(0, 0)
         verdict = report.verdict(packet)
     except Exception as exc:  # noqa: BLE001 - a firewall read failure must not cost the reachability verdict
         evidence["firewall"] = f"could not evaluate: {type(exc).__name__}"

@@ -6,7 +6,7 @@ the kernel which route it would use; read the local firewall and see who may con
 in a container means. Nothing is sent to IMDS here (``imds-reachable`` does that): this check explains
 *why* a probe would fail or be answered by something else.
 
-Inputs come only through the probe seam (``midoctor.facts.network.command`` / ``file_text`` and the
+Inputs come only through the probe seam (``midoctor.facts.probes.command`` / ``file_text`` and the
 memoized ``proxy.settings``, ``network.route``, ``network.firewall``, ``host.identity``,
 ``host.container`` facts), so every branch is testable with recorded outputs.
 """
@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import urlsplit
 
 from midoctor.context import Context
-from midoctor.facts import network, proxy
+from midoctor.facts import firewall, firewall_rules, probes, proxy, proxy_sources, route_parsers, routes
 from midoctor.facts.host import container_facts, container_imds_meaning
 from midoctor.model import Cause, CheckSpec, Command, Fix, Result, Status
 
@@ -201,19 +201,19 @@ def evaluate(ctx: Context) -> Result:
                            evidence, windows)
         return _conclude(findings, None, evidence, windows)
 
-    route = _safely(problems, "route", lambda: network.inspect_route(ctx, os_name))
+    route = _safely(problems, "route", lambda: routes.inspect_route(ctx, os_name))
     if route is not None:
         findings.extend(_safely(problems, "route evaluation", lambda: route_findings(route), []))
         evidence["route"] = route.to_evidence()
 
     if not windows:
-        firewall = _safely(problems, "firewall", lambda: network.inspect_firewall(ctx))
-        if firewall is not None:
-            who = _safely(problems, "identity", lambda: network.identity(ctx))
-            found, verdicts = _safely(problems, "firewall evaluation", lambda: firewall_findings(firewall, who, route),
-                                      ([], {}))
+        local_firewall = _safely(problems, "firewall", lambda: firewall.inspect_firewall(ctx))
+        if local_firewall is not None:
+            who = _safely(problems, "identity", lambda: firewall.identity(ctx))
+            found, verdicts = _safely(problems, "firewall evaluation",
+                                      lambda: firewall_findings(local_firewall, who, route), ([], {}))
             findings.extend(found)
-            evidence["firewall"] = dict(firewall.to_evidence(), verdicts=verdicts)
+            evidence["firewall"] = dict(local_firewall.to_evidence(), verdicts=verdicts)
         container = _safely(problems, "container",
                             lambda: ctx.fact("host.container", lambda: container_facts(environ=ctx.environ)), {})
         meaning = container_imds_meaning(container or {})
@@ -225,7 +225,7 @@ def evaluate(ctx: Context) -> Result:
     return _conclude(findings, route, evidence, windows)
 
 
-def _conclude(findings: List[Finding], route: Optional[network.RouteReport], evidence: Dict[str, Any],
+def _conclude(findings: List[Finding], route: Optional[routes.RouteReport], evidence: Dict[str, Any],
               windows: bool) -> Result:
     if not findings:
         if route is None or not route.known:
@@ -344,12 +344,12 @@ def _no_proxy_values(settings: proxy.ProxySettings) -> Dict[str, Any]:
 
 
 # -- route -------------------------------------------------------------------------------------------------------
-def route_findings(report: network.RouteReport) -> List[Finding]:
+def route_findings(report: routes.RouteReport) -> List[Finding]:
     route = report.route
     if route is None:
         return []
     values = _route_values(report)
-    if route.kind in network.REJECT_KINDS:
+    if route.kind in route_parsers.REJECT_KINDS:
         entry = report.rejecting_entry()
         reject = entry.text if entry is not None and entry.text else f"{route.kind} 169.254.169.254" + (
             f" table {route.table}" if route.table else "")
@@ -377,7 +377,7 @@ def route_findings(report: network.RouteReport) -> List[Finding]:
     return findings
 
 
-def _route_values(report: network.RouteReport) -> Dict[str, Any]:
+def _route_values(report: routes.RouteReport) -> Dict[str, Any]:
     primary = report.primary
     route = report.route
     return {
@@ -392,17 +392,17 @@ def _route_values(report: network.RouteReport) -> Dict[str, Any]:
 _NOBODY = 65534
 
 
-def firewall_findings(report: network.FirewallReport, who: Optional[network.Identity],
-                      route: Optional[network.RouteReport]) -> Tuple[List[Finding], Dict[str, str]]:
+def firewall_findings(report: firewall.FirewallReport, who: Optional[firewall.Identity],
+                      route: Optional[routes.RouteReport]) -> Tuple[List[Finding], Dict[str, str]]:
     """Evaluate a new connection to IMDS for root, this process and every uid/gid the rules name."""
     if not report.readable:
         return [], {}
     oif = route.route.dev if route is not None and route.route is not None else None
     src = route.route.src if route is not None and route.route is not None else None
     subjects = _subjects(report, who)
-    verdicts: Dict[str, network.Verdict] = {}
+    verdicts: Dict[str, firewall_rules.Verdict] = {}
     for label, (uid, gid, groups) in subjects.items():
-        verdicts[label] = report.verdict(network.Packet(uid=uid, gid=gid, groups=groups, oif=oif, src=src))
+        verdicts[label] = report.verdict(firewall_rules.Packet(uid=uid, gid=gid, groups=groups, oif=oif, src=src))
     shown = {label: verdict.describe() for label, verdict in verdicts.items()}
     findings: List[Finding] = []
     redirect = next((v for v in verdicts.values() if v.action == "redirect"), None)
@@ -435,14 +435,14 @@ def firewall_findings(report: network.FirewallReport, who: Optional[network.Iden
     return findings, shown
 
 
-def _self_label(who: Optional[network.Identity]) -> str:
+def _self_label(who: Optional[firewall.Identity]) -> str:
     if who is None:
         return "this process"
     name = f"{who.user}, " if who.user else ""
     return f"uid {who.uid} ({name}this process)"
 
 
-def _subjects(report: network.FirewallReport, who: Optional[network.Identity]) -> Dict[str, Tuple[int, int, Tuple[
+def _subjects(report: firewall.FirewallReport, who: Optional[firewall.Identity]) -> Dict[str, Tuple[int, int, Tuple[
         int, ...]]]:
     subjects: Dict[str, Tuple[int, int, Tuple[int, ...]]] = {}
     if who is not None:
@@ -459,7 +459,7 @@ def _subjects(report: network.FirewallReport, who: Optional[network.Identity]) -
     return subjects
 
 
-def _owner_allow_command(rule: Optional[network.FirewallRule], who: Optional[network.Identity]) -> str:
+def _owner_allow_command(rule: Optional[firewall_rules.FirewallRule], who: Optional[firewall.Identity]) -> str:
     uid = str(who.uid) if who is not None and who.uid != 0 else "<app-uid>"
     if rule is not None and rule.source == "nft":
         family, _, table = rule.table.partition(" ")
@@ -473,5 +473,5 @@ def _owner_allow_command(rule: Optional[network.FirewallRule], who: Optional[net
 def probe_commands(os_name: str) -> Sequence[Tuple[str, ...]]:
     """Every command this check may run on ``os_name`` (for labs and tests that seed them all)."""
     if os_name.lower().startswith("win"):
-        return network.WINDOWS_COMMANDS + proxy.WINDOWS_COMMANDS
-    return network.LINUX_COMMANDS
+        return probes.WINDOWS_COMMANDS + proxy_sources.WINDOWS_COMMANDS
+    return probes.LINUX_COMMANDS

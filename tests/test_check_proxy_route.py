@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from midoctor.config import Config
 from midoctor.context import Context
-from midoctor.facts import network, proxy
-from midoctor.facts.network import CommandOutput, FileContent, Identity, command_key, file_key
+from midoctor.facts import firewall, probes, proxy_sources, route_parsers, routes
+from midoctor.facts.firewall import Identity
+from midoctor.facts.probes import CommandOutput, FileContent, command_key, file_key
 from midoctor.model import Result, Status
 from midoctor.registry import load_dir
 
@@ -59,15 +60,16 @@ def out(argv: Sequence[str], stdout: str = "", stderr: str = "", returncode: int
 
 
 HEALTHY_LINUX = {
-    network.IP_ROUTE_GET_JSON: out(network.IP_ROUTE_GET_JSON, linux("ip_route_get_normal.json")),
-    network.IP_ROUTE_TABLE_JSON: out(network.IP_ROUTE_TABLE_JSON, linux("ip_route_table_normal.json")),
-    network.IP_LINK_DETAILS_JSON: out(network.IP_LINK_DETAILS_JSON, linux("ip_link_details_normal.json")),
-    network.IPTABLES_SAVE: out(network.IPTABLES_SAVE, linux("iptables_save_walinuxagent.txt")),
+    probes.IP_ROUTE_GET_JSON: out(probes.IP_ROUTE_GET_JSON, linux("ip_route_get_normal.json")),
+    probes.IP_ROUTE_TABLE_JSON: out(probes.IP_ROUTE_TABLE_JSON, linux("ip_route_table_normal.json")),
+    probes.IP_LINK_DETAILS_JSON: out(probes.IP_LINK_DETAILS_JSON, linux("ip_link_details_normal.json")),
+    probes.IPTABLES_SAVE: out(probes.IPTABLES_SAVE, linux("iptables_save_walinuxagent.txt")),
 }
 HEALTHY_WINDOWS = {
-    network.ROUTE_PRINT: out(network.ROUTE_PRINT, windows("route_print_normal.txt")),
-    proxy.NETSH_WINHTTP: out(proxy.NETSH_WINHTTP, windows("netsh_winhttp_direct.txt")),
-    proxy.REG_INTERNET_SETTINGS: out(proxy.REG_INTERNET_SETTINGS, windows("reg_internet_settings_disabled.txt")),
+    probes.ROUTE_PRINT: out(probes.ROUTE_PRINT, windows("route_print_normal.txt")),
+    proxy_sources.NETSH_WINHTTP: out(proxy_sources.NETSH_WINHTTP, windows("netsh_winhttp_direct.txt")),
+    proxy_sources.REG_INTERNET_SETTINGS: out(proxy_sources.REG_INTERNET_SETTINGS,
+                                             windows("reg_internet_settings_disabled.txt")),
 }
 
 
@@ -82,7 +84,7 @@ def make_ctx(environ: Optional[Mapping[str, str]] = None, os_name: str = "Linux"
     ctx.seed("host.container", container or {})
     for argv in check.probe_commands(os_name):
         ctx.seed(command_key(argv), CommandOutput(tuple(argv), returncode=None, reason="missing"))
-    for path in ("/etc/environment", network.PROC_NET_ROUTE):
+    for path in ("/etc/environment", probes.PROC_NET_ROUTE):
         ctx.seed(file_key(path), FileContent(path, reason="does not exist"))
     base = (HEALTHY_WINDOWS if os_name == "Windows" else HEALTHY_LINUX) if healthy else {}
     for argv, output in {**base, **dict(commands or {})}.items():
@@ -176,8 +178,8 @@ def test_proxy_in_etc_environment_only() -> None:
 
 
 def test_windows_registry_proxy_fails_with_windows_commands() -> None:
-    commands = {proxy.REG_INTERNET_SETTINGS: out(proxy.REG_INTERNET_SETTINGS,
-                                                 windows("reg_internet_settings_proxy.txt"))}
+    commands = {proxy_sources.REG_INTERNET_SETTINGS: out(proxy_sources.REG_INTERNET_SETTINGS,
+                                                         windows("reg_internet_settings_proxy.txt"))}
     result = run(make_ctx(os_name="Windows", commands=commands))
     assert result.cause == "proxy-intercepts-imds"
     assert shells(result) == {"powershell"}
@@ -185,13 +187,13 @@ def test_windows_registry_proxy_fails_with_windows_commands() -> None:
 
 
 def test_winhttp_proxy_warns() -> None:
-    commands = {proxy.NETSH_WINHTTP: out(proxy.NETSH_WINHTTP, windows("netsh_winhttp_proxy.txt"))}
+    commands = {proxy_sources.NETSH_WINHTTP: out(proxy_sources.NETSH_WINHTTP, windows("netsh_winhttp_proxy.txt"))}
     result = run(make_ctx(os_name="Windows", commands=commands))
     assert (result.status, result.cause) == (Status.WARN, "winhttp-proxy")
     assert ('netsh winhttp set proxy proxy-server="proxy.contoso.com:8080" '
             'bypass-list="<local>;*.contoso.com;10.*;169.254.169.254"') in commands_text(result)
-    bypassed = run(make_ctx(os_name="Windows", commands={proxy.NETSH_WINHTTP: out(
-        proxy.NETSH_WINHTTP, windows("netsh_winhttp_proxy_imds_bypass.txt"))}))
+    bypassed = run(make_ctx(os_name="Windows", commands={proxy_sources.NETSH_WINHTTP: out(
+        proxy_sources.NETSH_WINHTTP, windows("netsh_winhttp_proxy_imds_bypass.txt"))}))
     assert bypassed.cause == "no-interference"
 
 
@@ -200,12 +202,12 @@ def route_commands(get: str, table: str, links: Optional[str] = None, get_rc: in
     text = linux(get)
     is_json = get.endswith(".json")
     commands = {
-        network.IP_ROUTE_GET_JSON: out(network.IP_ROUTE_GET_JSON, text if is_json else "", "" if is_json else text,
-                                       get_rc),
-        network.IP_ROUTE_TABLE_JSON: out(network.IP_ROUTE_TABLE_JSON, linux(table)),
+        probes.IP_ROUTE_GET_JSON: out(probes.IP_ROUTE_GET_JSON, text if is_json else "", "" if is_json else text,
+                                      get_rc),
+        probes.IP_ROUTE_TABLE_JSON: out(probes.IP_ROUTE_TABLE_JSON, linux(table)),
     }
     if links:
-        commands[network.IP_LINK_DETAILS_JSON] = out(network.IP_LINK_DETAILS_JSON, linux(links))
+        commands[probes.IP_LINK_DETAILS_JSON] = out(probes.IP_LINK_DETAILS_JSON, linux(links))
     return commands
 
 
@@ -251,18 +253,18 @@ def test_local_address_warns() -> None:
 
 
 def test_windows_secondary_nic_and_no_route() -> None:
-    secondary = run(make_ctx(os_name="Windows", commands={network.ROUTE_PRINT: out(
-        network.ROUTE_PRINT, windows("route_print_secondary_nic.txt"))}))
+    secondary = run(make_ctx(os_name="Windows", commands={probes.ROUTE_PRINT: out(
+        probes.ROUTE_PRINT, windows("route_print_secondary_nic.txt"))}))
     assert secondary.cause == "route-not-primary" and "10.1.1.5" in secondary.summary
     assert "route add 169.254.169.254 mask 255.255.255.255 10.1.0.1 -p" in commands_text(secondary)
     assert shells(secondary) == {"cmd"}
-    none = run(make_ctx(os_name="Windows", commands={network.ROUTE_PRINT: out(
-        network.ROUTE_PRINT, windows("route_print_no_route.txt"))}))
+    none = run(make_ctx(os_name="Windows", commands={probes.ROUTE_PRINT: out(
+        probes.ROUTE_PRINT, windows("route_print_no_route.txt"))}))
     assert (none.status, none.cause) == (Status.FAIL, "no-route")
 
 
 def test_ip_missing_uses_proc_and_unreadable_everything_skips() -> None:
-    files = {network.PROC_NET_ROUTE: FileContent(network.PROC_NET_ROUTE, linux("proc_net_route_blackhole.txt"))}
+    files = {probes.PROC_NET_ROUTE: FileContent(probes.PROC_NET_ROUTE, linux("proc_net_route_blackhole.txt"))}
     result = run(make_ctx(healthy=False, files=files))
     assert result.cause == "route-blackhole"
     skipped = run(make_ctx(healthy=False))
@@ -272,7 +274,7 @@ def test_ip_missing_uses_proc_and_unreadable_everything_skips() -> None:
 
 
 # -- firewall ------------------------------------------------------------------------------------------------------
-def fw(name: str, tool: Sequence[str] = network.IPTABLES_SAVE) -> Dict[Any, CommandOutput]:
+def fw(name: str, tool: Sequence[str] = probes.IPTABLES_SAVE) -> Dict[Any, CommandOutput]:
     return {tool: out(tool, linux(name))}
 
 
@@ -283,7 +285,7 @@ def test_firewall_drop_fails_with_the_delete_command() -> None:
 
 
 def test_policy_drop_blocks_everyone() -> None:
-    result = run(make_ctx(commands=fw("nft_ruleset_policy_drop.txt", network.NFT_RULESET)))
+    result = run(make_ctx(commands=fw("nft_ruleset_policy_drop.txt", probes.NFT_RULESET)))
     assert result.cause == "firewall-blocks" and "OUTPUT chain policy" in result.summary
 
 
@@ -298,7 +300,7 @@ def test_owner_rules_block_this_user() -> None:
 
 
 def test_owner_rules_allowing_this_user_warn() -> None:
-    result = run(make_ctx(commands=fw("nft_ruleset_owner.txt", network.NFT_RULESET),
+    result = run(make_ctx(commands=fw("nft_ruleset_owner.txt", probes.NFT_RULESET),
                           identity=Identity(0, 0, (), "root")))
     assert (result.status, result.cause) == (Status.WARN, "firewall-owner-only")
     assert "is allowed" in result.summary
@@ -313,7 +315,7 @@ def test_nat_redirect_warns() -> None:
 
 
 def test_unreadable_firewall_is_reported_not_guessed() -> None:
-    commands = {network.IPTABLES_SAVE: out(network.IPTABLES_SAVE, "", linux("iptables_save_nonroot_stderr.txt"), 4)}
+    commands = {probes.IPTABLES_SAVE: out(probes.IPTABLES_SAVE, "", linux("iptables_save_nonroot_stderr.txt"), 4)}
     result = run(make_ctx(commands=commands))
     assert result.cause == "no-interference"
     assert result.evidence["firewall"]["readable"] is False
@@ -339,8 +341,8 @@ def test_most_severe_wins_and_the_rest_is_listed() -> None:
 
 def test_parsed_facts_can_be_seeded_directly() -> None:
     ctx = make_ctx()
-    ctx.seed("network.route", network.RouteReport(os_name="Linux", route=network.Route(kind="blackhole"),
-                                                  covering=()))
+    ctx.seed("network.route", routes.RouteReport(os_name="Linux", route=route_parsers.Route(kind="blackhole"),
+                                                 covering=()))
     result = run(ctx)
     assert result.cause == "route-blackhole"
     assert "sudo ip route del blackhole 169.254.169.254" in commands_text(result)
@@ -358,7 +360,7 @@ GARBAGE = st.one_of(st.text(max_size=300), st.sampled_from(["[]", "[{}]", '[{"ds
 def test_garbage_never_raises(texts, codes, os_name) -> None:
     argvs = list(check.probe_commands(os_name))
     commands = {argv: out(argv, texts[i], texts[-1 - i], codes[i]) for i, argv in enumerate(argvs)}
-    files = {path: FileContent(path, texts[-1]) for path in ("/etc/environment", network.PROC_NET_ROUTE)}
+    files = {path: FileContent(path, texts[-1]) for path in ("/etc/environment", probes.PROC_NET_ROUTE)}
     result = run(make_ctx({"HTTP_PROXY": texts[0][:50], "NO_PROXY": texts[1][:50]}, os_name, commands, files,
                           healthy=False))
     assert isinstance(result, Result) and result.check_id == "proxy-route"
@@ -370,12 +372,12 @@ def test_a_crashing_probe_becomes_evidence() -> None:
     def boom() -> None:
         raise RuntimeError("kaput")
 
-    original = network.inspect_firewall
+    original = firewall.inspect_firewall
     try:
-        network.inspect_firewall = lambda c: boom()  # type: ignore[assignment]
+        firewall.inspect_firewall = lambda c: boom()  # type: ignore[assignment]
         result = run(ctx)
     finally:
-        network.inspect_firewall = original  # type: ignore[assignment]
+        firewall.inspect_firewall = original  # type: ignore[assignment]
     assert result.cause == "no-interference"
     assert result.evidence["probe_errors"] == ["firewall: RuntimeError: kaput"]
 

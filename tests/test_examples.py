@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import invoke, validate_report
+
 from midoctor.model import Report
 from midoctor.render import render
 

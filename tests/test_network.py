@@ -1,4 +1,4 @@
-"""Routes, tunnels, firewall and containers (midoctor.facts.network, host.container_*), from recorded output.
+"""Routes, tunnels, firewall and containers (facts.routes, facts.firewall, host.container_*), from recorded output.
 
 The Linux samples under tests/data/linux were recorded with iproute2 6.1, iptables 1.8.9 (nf_tables) and
 nftables 1.0.6 inside throw-away network namespaces; the Windows ones follow the real tools' layout.
@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from midoctor.config import Config
 from midoctor.context import Context
-from midoctor.facts import network
+from midoctor.facts import firewall, firewall_parsers, probes, route_parsers, routes
+from midoctor.facts.firewall_rules import Packet
 from midoctor.facts.host import container_facts, container_imds_meaning
-from midoctor.facts.network import CommandOutput, FileContent, Packet
+from midoctor.facts.probes import CommandOutput, FileContent
 
 DATA = Path(__file__).parent / "data"
 
@@ -42,30 +43,30 @@ def missing(argv) -> CommandOutput:
 
 # -- the probe seam --------------------------------------------------------------------------------------------
 def test_run_command_reports_missing_tools_and_output() -> None:
-    assert network.run_command(["midoctor-no-such-tool-xyz"]).reason == "missing"
-    done = network.run_command([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); "
-                                                      "sys.exit(3)"])
+    assert probes.run_command(["midoctor-no-such-tool-xyz"]).reason == "missing"
+    done = probes.run_command([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); "
+                                                     "sys.exit(3)"])
     assert done.ran and done.returncode == 3 and done.stdout.strip() == "out" and done.stderr.strip() == "err"
 
 
 def test_run_command_times_out() -> None:
-    done = network.run_command([sys.executable, "-c", "import time; time.sleep(5)"], timeout=0.2)
+    done = probes.run_command([sys.executable, "-c", "import time; time.sleep(5)"], timeout=0.2)
     assert done.reason is not None and done.reason.startswith("timeout")
 
 
 def test_read_text_says_why(tmp_path: Path) -> None:
-    assert network.read_text(str(tmp_path / "absent")).reason == "does not exist"
-    assert network.read_text(str(tmp_path)).reason is not None  # a directory
+    assert probes.read_text(str(tmp_path / "absent")).reason == "does not exist"
+    assert probes.read_text(str(tmp_path)).reason is not None  # a directory
     (tmp_path / "f").write_text("x")
-    assert network.read_text(str(tmp_path / "f")).text == "x"
+    assert probes.read_text(str(tmp_path / "f")).text == "x"
 
 
 def test_seeded_commands_are_used_instead_of_running() -> None:
     ctx = Context(Config(environ={}))
-    ctx.seed(network.command_key(network.IPTABLES_SAVE), ran(network.IPTABLES_SAVE, "recorded"))
-    assert network.command(ctx, network.IPTABLES_SAVE).stdout == "recorded"
-    ctx.seed(network.file_key("/etc/environment"), FileContent("/etc/environment", "A=b"))
-    assert network.file_text(ctx, "/etc/environment").text == "A=b"
+    ctx.seed(probes.command_key(probes.IPTABLES_SAVE), ran(probes.IPTABLES_SAVE, "recorded"))
+    assert probes.command(ctx, probes.IPTABLES_SAVE).stdout == "recorded"
+    ctx.seed(probes.file_key("/etc/environment"), FileContent("/etc/environment", "A=b"))
+    assert probes.file_text(ctx, "/etc/environment").text == "A=b"
 
 
 # -- ip route get ---------------------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ def test_seeded_commands_are_used_instead_of_running() -> None:
     ("ip_route_get_policy.json", "unicast", "wg0", None, "100.64.0.2"),
 ])
 def test_parse_ip_route_get_json(name: str, kind: str, dev: str, gateway: Optional[str], src: str) -> None:
-    route = network.parse_ip_route_get_json(linux(name))
+    route = route_parsers.parse_ip_route_get_json(linux(name))
     assert route is not None and (route.kind, route.dev, route.gateway, route.src) == (kind, dev, gateway, src)
 
 
@@ -92,28 +93,28 @@ def test_parse_ip_route_get_json(name: str, kind: str, dev: str, gateway: Option
     ("ip_route_get_no_route.txt", "no-route", None, None),
 ])
 def test_parse_ip_route_get_plain(name: str, kind: str, dev: Optional[str], table: Optional[str]) -> None:
-    route = network.parse_ip_route_get(linux(name))
+    route = route_parsers.parse_ip_route_get(linux(name))
     assert route is not None and (route.kind, route.dev, route.table) == (kind, dev, table)
 
 
 def test_unsupported_json_option_is_not_a_route() -> None:
     text = linux("ip_route_get_json_unsupported.txt")
-    assert network.parse_ip_route_get_json(text) is None and network.parse_ip_route_get(text) is None
+    assert route_parsers.parse_ip_route_get_json(text) is None and route_parsers.parse_ip_route_get(text) is None
 
 
 # -- routing tables --------------------------------------------------------------------------------------------
 def test_parse_route_table_json_and_primary_interface() -> None:
-    entries = network.parse_ip_route_table_json(linux("ip_route_table_normal.json"))
+    entries = route_parsers.parse_ip_route_table_json(linux("ip_route_table_normal.json"))
     assert any(e.table == "local" for e in entries)
-    primary = network.primary_interface(entries)
+    primary = routes.primary_interface(entries)
     assert (primary.dev, primary.gateway, primary.ip, primary.assumed) == ("eth0", "10.0.0.1", "10.0.0.4", False)
-    best = network.best_route(entries)
+    best = route_parsers.best_route(entries)
     assert best is not None and best.network == ipaddress.IPv4Network("169.254.169.254/32") and best.dev == "eth0"
 
 
 def test_blackhole_covering_prefix_is_found() -> None:
-    entries = network.parse_ip_route_table_json(linux("ip_route_table_blackhole.json"))
-    best = network.best_route(entries)
+    entries = route_parsers.parse_ip_route_table_json(linux("ip_route_table_blackhole.json"))
+    best = route_parsers.best_route(entries)
     assert best is not None and best.kind == "blackhole" and str(best.network) == "169.254.0.0/16"
     assert best.text == "blackhole 169.254.0.0/16"
 
@@ -126,34 +127,35 @@ def test_blackhole_covering_prefix_is_found() -> None:
     ("proc_net_route_tunnel.txt", "unicast", "wg0"),  # the VPN's 169.254.0.0/16 beats the default route
 ])
 def test_proc_net_route(name: str, kind: str, dev: Optional[str]) -> None:
-    best = network.best_route(network.parse_proc_net_route(linux(name)))
+    best = route_parsers.best_route(route_parsers.parse_proc_net_route(linux(name)))
     assert best is not None and (best.kind, best.dev) == (kind, dev)
 
 
 def test_proc_net_route_without_a_covering_route() -> None:
-    entries = network.parse_proc_net_route(linux("proc_net_route_no_route.txt"))
-    assert entries and network.best_route(entries) is None
-    assert network.primary_interface(entries).assumed
+    entries = route_parsers.parse_proc_net_route(linux("proc_net_route_no_route.txt"))
+    assert entries and route_parsers.best_route(entries) is None
+    assert routes.primary_interface(entries).assumed
 
 
 def test_plain_route_table_parser() -> None:
-    entries = network.parse_ip_route_table("default via 10.0.0.1 dev eth0 proto dhcp src 10.0.0.4 metric 100 \n"
-                                           "blackhole 169.254.0.0/16 \nfe80::/64 dev eth0 proto kernel metric 256\n")
+    entries = route_parsers.parse_ip_route_table(
+        "default via 10.0.0.1 dev eth0 proto dhcp src 10.0.0.4 metric 100 \n"
+        "blackhole 169.254.0.0/16 \nfe80::/64 dev eth0 proto kernel metric 256\n")
     assert [(str(e.network), e.kind) for e in entries] == [("0.0.0.0/0", "unicast"), ("169.254.0.0/16", "blackhole")]
     assert entries[0].metric == 100 and entries[0].gateway == "10.0.0.1"
 
 
 # -- the Linux route report ---------------------------------------------------------------------------------------
 def report(get: str, table: Optional[str] = None, links: Optional[str] = None, proc: Optional[str] = None,
-           get_rc: int = 0) -> network.RouteReport:
+           get_rc: int = 0) -> routes.RouteReport:
     text = linux(get)
-    get_out = ran(network.IP_ROUTE_GET_JSON, text if get.endswith(".json") else "",
+    get_out = ran(probes.IP_ROUTE_GET_JSON, text if get.endswith(".json") else "",
                   "" if get.endswith(".json") else text, get_rc)
-    table_out = ran(network.IP_ROUTE_TABLE_JSON, linux(table)) if table else missing(network.IP_ROUTE_TABLE_JSON)
-    links_out = ran(network.IP_LINK_DETAILS_JSON, linux(links)) if links else missing(network.IP_LINK_DETAILS_JSON)
-    proc_in = FileContent(network.PROC_NET_ROUTE, linux(proc)) if proc else FileContent(network.PROC_NET_ROUTE,
-                                                                                            reason="does not exist")
-    return network.linux_route_report(get_out, table_out, links_out, proc_in)
+    table_out = ran(probes.IP_ROUTE_TABLE_JSON, linux(table)) if table else missing(probes.IP_ROUTE_TABLE_JSON)
+    links_out = ran(probes.IP_LINK_DETAILS_JSON, linux(links)) if links else missing(probes.IP_LINK_DETAILS_JSON)
+    proc_in = FileContent(probes.PROC_NET_ROUTE, linux(proc)) if proc else FileContent(probes.PROC_NET_ROUTE,
+                                                                                       reason="does not exist")
+    return routes.linux_route_report(get_out, table_out, links_out, proc_in)
 
 
 def test_normal_route_is_on_the_primary_interface() -> None:
@@ -169,8 +171,8 @@ def test_secondary_nic_is_off_primary() -> None:
 def test_tunnel_by_link_kind_and_by_name() -> None:
     rep = report("ip_route_get_tunnel.json", "ip_route_table_tunnel.json", "ip_link_details_tunnel.json")
     assert rep.tunnel == "wg0 is a tun link"
-    assert network.tunnel_reason("tailscale0", {}) == "tailscale0 is named like a tunnel/VPN interface"
-    assert network.tunnel_reason("eth0", {"eth0": "veth"}) is None
+    assert routes.tunnel_reason("tailscale0", {}) == "tailscale0 is named like a tunnel/VPN interface"
+    assert routes.tunnel_reason("eth0", {"eth0": "veth"}) is None
 
 
 def test_blackhole_report_names_the_route_to_delete() -> None:
@@ -184,72 +186,72 @@ def test_no_route_and_throw() -> None:
     rep = report("ip_route_get_no_route.txt", "ip_route_table_no_route.json", get_rc=2)
     assert rep.route is not None and rep.route.kind == "no-route"
     throw_table = '[{"type":"throw","dst":"169.254.0.0/16","flags":[]}]'
-    rep = network.linux_route_report(ran(network.IP_ROUTE_GET_JSON, "", linux("ip_route_get_no_route.txt"), 2),
-                                     ran(network.IP_ROUTE_TABLE_JSON, throw_table),
-                                     missing(network.IP_LINK_DETAILS_JSON), FileContent("/proc/net/route"))
+    rep = routes.linux_route_report(ran(probes.IP_ROUTE_GET_JSON, "", linux("ip_route_get_no_route.txt"), 2),
+                                    ran(probes.IP_ROUTE_TABLE_JSON, throw_table),
+                                     missing(probes.IP_LINK_DETAILS_JSON), FileContent("/proc/net/route"))
     assert rep.route is not None and rep.route.kind == "throw"
 
 
 def test_ip_missing_falls_back_to_proc_net_route() -> None:
-    rep = network.linux_route_report(missing(network.IP_ROUTE_GET_JSON), missing(network.IP_ROUTE_TABLE_JSON),
-                                     missing(network.IP_LINK_DETAILS_JSON),
+    rep = routes.linux_route_report(missing(probes.IP_ROUTE_GET_JSON), missing(probes.IP_ROUTE_TABLE_JSON),
+                                    missing(probes.IP_LINK_DETAILS_JSON),
                                      FileContent("/proc/net/route", linux("proc_net_route_blackhole.txt")))
     assert rep.route is not None and rep.route.kind == "blackhole" and "main table only" in rep.notes[0]
-    nothing = network.linux_route_report(missing(network.IP_ROUTE_GET_JSON), missing(network.IP_ROUTE_TABLE_JSON),
-                                         missing(network.IP_LINK_DETAILS_JSON),
+    nothing = routes.linux_route_report(missing(probes.IP_ROUTE_GET_JSON), missing(probes.IP_ROUTE_TABLE_JSON),
+                                        missing(probes.IP_LINK_DETAILS_JSON),
                                          FileContent("/proc/net/route", reason="permission denied"))
     assert not nothing.known and any("permission denied" in p for p in nothing.probes)
 
 
 def test_old_iproute2_without_json_uses_plain_output() -> None:
-    rep = network.linux_route_report(
-        ran(network.IP_ROUTE_GET_JSON, "", linux("ip_route_get_json_unsupported.txt"), 255),
-        ran(network.IP_ROUTE_TABLE_JSON, "", linux("ip_route_get_json_unsupported.txt"), 255),
-        missing(network.IP_LINK_DETAILS_JSON), FileContent("/proc/net/route", linux("proc_net_route_normal.txt")),
-        get_plain=ran(network.IP_ROUTE_GET, linux("ip_route_get_normal.txt")))
+    rep = routes.linux_route_report(
+        ran(probes.IP_ROUTE_GET_JSON, "", linux("ip_route_get_json_unsupported.txt"), 255),
+        ran(probes.IP_ROUTE_TABLE_JSON, "", linux("ip_route_get_json_unsupported.txt"), 255),
+        missing(probes.IP_LINK_DETAILS_JSON), FileContent("/proc/net/route", linux("proc_net_route_normal.txt")),
+        get_plain=ran(probes.IP_ROUTE_GET, linux("ip_route_get_normal.txt")))
     assert rep.route is not None and rep.route.source == "ip route get" and rep.route.dev == "eth0"
     assert rep.primary is not None and rep.primary.dev == "eth0"
 
 
 def test_inspect_route_uses_the_seam_and_memoizes() -> None:
     ctx = Context(Config(environ={}))
-    for argv in network.LINUX_COMMANDS:
-        ctx.seed(network.command_key(argv), missing(argv))
-    ctx.seed(network.command_key(network.IP_ROUTE_GET_JSON), ran(network.IP_ROUTE_GET_JSON,
-                                                                  linux("ip_route_get_normal.json")))
-    ctx.seed(network.command_key(network.IP_ROUTE_TABLE_JSON), ran(network.IP_ROUTE_TABLE_JSON,
-                                                                    linux("ip_route_table_normal.json")))
-    first = network.inspect_route(ctx, "Linux")
+    for argv in probes.LINUX_COMMANDS:
+        ctx.seed(probes.command_key(argv), missing(argv))
+    ctx.seed(probes.command_key(probes.IP_ROUTE_GET_JSON), ran(probes.IP_ROUTE_GET_JSON,
+                                                               linux("ip_route_get_normal.json")))
+    ctx.seed(probes.command_key(probes.IP_ROUTE_TABLE_JSON), ran(probes.IP_ROUTE_TABLE_JSON,
+                                                                 linux("ip_route_table_normal.json")))
+    first = routes.inspect_route(ctx, "Linux")
     assert first.route is not None and first.route.dev == "eth0"
-    assert network.inspect_route(ctx, "Linux") is first
+    assert routes.inspect_route(ctx, "Linux") is first
 
 
 # -- Windows route print -----------------------------------------------------------------------------------------
 def test_route_print_normal() -> None:
-    table = network.parse_route_print(windows("route_print_normal.txt"))
+    table = route_parsers.parse_route_print(windows("route_print_normal.txt"))
     assert table.recognized and len(table.active) == 13 and not table.persistent
-    rep = network.windows_route_report(ran(network.ROUTE_PRINT, windows("route_print_normal.txt")))
+    rep = routes.windows_route_report(ran(probes.ROUTE_PRINT, windows("route_print_normal.txt")))
     assert rep.route is not None and (rep.route.gateway, rep.route.src) == ("10.1.0.1", "10.1.0.4")
     assert rep.primary is not None and rep.primary.ip == "10.1.0.4" and not rep.off_primary
 
 
 def test_route_print_secondary_nic_wins_on_metric() -> None:
-    table = network.parse_route_print(windows("route_print_secondary_nic.txt"))
+    table = route_parsers.parse_route_print(windows("route_print_secondary_nic.txt"))
     assert [e.text.split()[2] for e in table.persistent] == ["10.1.1.1"]
-    rep = network.windows_route_report(ran(network.ROUTE_PRINT, windows("route_print_secondary_nic.txt")))
+    rep = routes.windows_route_report(ran(probes.ROUTE_PRINT, windows("route_print_secondary_nic.txt")))
     assert rep.route is not None and rep.route.src == "10.1.1.5" and rep.off_primary
 
 
 def test_route_print_without_route() -> None:
-    rep = network.windows_route_report(ran(network.ROUTE_PRINT, windows("route_print_no_route.txt")))
+    rep = routes.windows_route_report(ran(probes.ROUTE_PRINT, windows("route_print_no_route.txt")))
     assert rep.route is not None and rep.route.kind == "no-route"
-    table = network.parse_route_print(windows("route_print_no_route.txt"))
+    table = route_parsers.parse_route_print(windows("route_print_no_route.txt"))
     assert table.persistent[0].metric == 0  # "Default"
 
 
 def test_route_print_unrecognized_or_missing() -> None:
-    assert not network.windows_route_report(ran(network.ROUTE_PRINT, "Syntaxfehler\r\n")).known
-    assert not network.windows_route_report(missing(network.ROUTE_PRINT)).known
+    assert not routes.windows_route_report(ran(probes.ROUTE_PRINT, "Syntaxfehler\r\n")).known
+    assert not routes.windows_route_report(missing(probes.ROUTE_PRINT)).known
 
 
 # -- iptables ------------------------------------------------------------------------------------------------------
@@ -258,8 +260,8 @@ USER = Packet(uid=1000, gid=1000)
 APPS = Packet(uid=1001, gid=998)
 
 
-def iptables(name: str) -> network.FirewallReport:
-    return network.firewall_report(ran(network.IPTABLES_SAVE, linux(name)), missing(network.NFT_RULESET))
+def iptables(name: str) -> firewall.FirewallReport:
+    return firewall.firewall_report(ran(probes.IPTABLES_SAVE, linux(name)), missing(probes.NFT_RULESET))
 
 
 def test_iptables_drop_blocks_everyone() -> None:
@@ -311,7 +313,7 @@ def test_nat_redirect_and_policy_drop() -> None:
 
 def test_source_address_conditions_need_a_known_source() -> None:
     text = "*filter\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -s 10.0.0.0/8 -d 169.254.169.254/32 -j DROP\nCOMMIT\n"
-    fw = network.firewall_report(ran(network.IPTABLES_SAVE, text), missing(network.NFT_RULESET))
+    fw = firewall.firewall_report(ran(probes.IPTABLES_SAVE, text), missing(probes.NFT_RULESET))
     assert fw.verdict(Packet(uid=0, gid=0, src="10.0.0.4")).action == "drop"
     assert fw.verdict(Packet(uid=0, gid=0, src="192.168.0.4")).action == "accept"
     unknown = fw.verdict(Packet(uid=0, gid=0, src="not-an-ip"))
@@ -320,13 +322,13 @@ def test_source_address_conditions_need_a_known_source() -> None:
 
 def test_unknown_conditions_make_the_verdict_uncertain() -> None:
     text = "*filter\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -d 169.254.0.0/16 -m mark --mark 0x1 -j DROP\nCOMMIT\n"
-    verdict = network.firewall_report(ran(network.IPTABLES_SAVE, text), missing(network.NFT_RULESET)).verdict(USER)
+    verdict = firewall.firewall_report(ran(probes.IPTABLES_SAVE, text), missing(probes.NFT_RULESET)).verdict(USER)
     assert verdict.action == "accept" and not verdict.certain and len(verdict.uncertain_rules) == 1
 
 
 # -- nftables ------------------------------------------------------------------------------------------------------
-def nft(name: str) -> network.FirewallReport:
-    return network.firewall_report(missing(network.IPTABLES_SAVE), ran(network.NFT_RULESET, linux(name)))
+def nft(name: str) -> firewall.FirewallReport:
+    return firewall.firewall_report(missing(probes.IPTABLES_SAVE), ran(probes.NFT_RULESET, linux(name)))
 
 
 def test_nft_owner_rules_with_a_named_set() -> None:
@@ -352,31 +354,31 @@ def test_nft_policy_drop_and_redirect() -> None:
 
 
 def test_iptables_nft_tables_are_not_read_twice() -> None:
-    ipt = ran(network.IPTABLES_SAVE, linux("iptables_save_owner.txt"))
-    fw = network.firewall_report(ipt, ran(network.NFT_RULESET, linux("nft_ruleset_iptables_nft.txt")))
+    ipt = ran(probes.IPTABLES_SAVE, linux("iptables_save_owner.txt"))
+    fw = firewall.firewall_report(ipt, ran(probes.NFT_RULESET, linux("nft_ruleset_iptables_nft.txt")))
     assert len(fw.rulesets) == 2 and fw.rulesets[1].rules == []
     alone = nft("nft_ruleset_iptables_nft.txt")
     assert alone.verdict(ROOT).action == "accept" and alone.verdict(USER).action == "drop"
 
 
 def test_firewall_not_readable_without_root_or_tools() -> None:
-    fw = network.firewall_report(ran(network.IPTABLES_SAVE, "", linux("iptables_save_nonroot_stderr.txt"), 4),
-                                 ran(network.NFT_RULESET, "", linux("nft_ruleset_nonroot_stderr.txt"), 1))
+    fw = firewall.firewall_report(ran(probes.IPTABLES_SAVE, "", linux("iptables_save_nonroot_stderr.txt"), 4),
+                                  ran(probes.NFT_RULESET, "", linux("nft_ruleset_nonroot_stderr.txt"), 1))
     assert not fw.readable and "permission denied" in fw.reason
-    gone = network.firewall_report(missing(network.IPTABLES_SAVE), missing(network.NFT_RULESET))
+    gone = firewall.firewall_report(missing(probes.IPTABLES_SAVE), missing(probes.NFT_RULESET))
     assert not gone.readable and gone.reason == "iptables-save missing; nft missing"
 
 
 @given(st.text(max_size=600))
 def test_parsers_never_raise(text: str) -> None:
-    network.parse_ip_route_get_json(text)
-    network.parse_ip_route_get(text)
-    network.parse_ip_route_table_json(text)
-    network.parse_ip_route_table(text)
-    network.parse_proc_net_route(text)
-    network.parse_ip_link_kinds(text)
-    network.parse_route_print(text)
-    for ruleset in (network.parse_iptables_save(text), network.parse_nft_ruleset(text)):
+    route_parsers.parse_ip_route_get_json(text)
+    route_parsers.parse_ip_route_get(text)
+    route_parsers.parse_ip_route_table_json(text)
+    route_parsers.parse_ip_route_table(text)
+    route_parsers.parse_proc_net_route(text)
+    routes.parse_ip_link_kinds(text)
+    route_parsers.parse_route_print(text)
+    for ruleset in (firewall_parsers.parse_iptables_save(text), firewall_parsers.parse_nft_ruleset(text)):
         ruleset.verdict(USER)
 
 
@@ -394,7 +396,7 @@ LINE = st.sampled_from([
 @given(st.lists(LINE, max_size=25))
 def test_firewall_evaluation_never_raises_on_odd_rulesets(lines) -> None:
     text = "\n".join(lines)
-    fw = network.firewall_report(ran(network.IPTABLES_SAVE, text), ran(network.NFT_RULESET, text))
+    fw = firewall.firewall_report(ran(probes.IPTABLES_SAVE, text), ran(probes.NFT_RULESET, text))
     for packet in (ROOT, USER, APPS):
         assert fw.verdict(packet).action in ("accept", "drop", "reject", "redirect")
     fw.to_evidence()

@@ -1,4 +1,4 @@
-"""Proxy settings and the per-client NO_PROXY rules (midoctor.facts.proxy).
+"""Proxy settings and the per-client NO_PROXY rules (midoctor.facts.proxy, proxy_sources, no_proxy).
 
 The Python families are checked against the real libraries as oracles (urllib always, requests and httpx
 when installed): hypothesis generates NO_PROXY values and environments and both must agree. curl, Go and
@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from midoctor.facts import proxy
-from midoctor.facts.network import CommandOutput, FileContent
-from midoctor.facts.proxy import ProxySettings, bypasses, decide, decide_all, gather
+from midoctor.facts import no_proxy, proxy, proxy_sources
+from midoctor.facts.no_proxy import bypasses
+from midoctor.facts.probes import CommandOutput, FileContent
+from midoctor.facts.proxy import ProxySettings, decide, decide_all, gather
 
 DATA = Path(__file__).parent / "data"
 IMDS = "169.254.169.254"
@@ -104,7 +105,7 @@ def test_family_specific_rules(value: str, client: str, expected: bool) -> None:
 def test_unknown_family_is_an_error_and_empty_values_never_bypass() -> None:
     with pytest.raises(ValueError):
         bypasses("*", client="wget")
-    for client in proxy.MATCHERS:
+    for client in no_proxy.MATCHERS:
         assert bypasses("", client=client) is False
         assert bypasses(None, client=client) is False
 
@@ -117,7 +118,7 @@ NO_PROXY_LISTS = st.one_of(NO_PROXY_TEXT, st.lists(ENTRY, max_size=4).map(",".jo
                            st.lists(ENTRY, max_size=4).map(", ".join))
 
 
-@given(value=st.text(max_size=60), client=st.sampled_from(proxy.MATCHERS),
+@given(value=st.text(max_size=60), client=st.sampled_from(no_proxy.MATCHERS),
        host=st.sampled_from([IMDS, "localhost", "example.com", "::1", ""]), port=st.integers(0, 70000))
 def test_bypasses_never_raises(value: str, client: str, host: str, port: int) -> None:
     assert bypasses(value, host, port, client=client) in (True, False)
@@ -248,14 +249,14 @@ def test_proxy_credentials_never_reach_evidence() -> None:
        prefix=st.sampled_from(["", "http=", "https="]))
 def test_redact_proxy_never_leaks_a_password(user: str, password: str, scheme: str, prefix: str) -> None:
     value = f"{prefix}{scheme}{user}:{password}@proxy.contoso.com:3128"
-    shown = proxy.redact_proxy(value + ";" + value)
+    shown = proxy_sources.redact_proxy(value + ";" + value)
     assert password not in shown.replace("proxy.contoso.com", "")
     assert "proxy.contoso.com:3128" in shown
 
 
 # -- /etc/environment ------------------------------------------------------------------------------------------
 def test_parse_etc_environment_sample() -> None:
-    values = proxy.parse_etc_environment(linux_text("etc_environment_proxy.txt"))
+    values = proxy_sources.parse_etc_environment(linux_text("etc_environment_proxy.txt"))
     assert values["http_proxy"] == "http://svc-egress:S3cr3t!@proxy.contoso.com:3128"
     assert values["HTTP_PROXY"] == "http://svc-egress:S3cr3t!@proxy.contoso.com:3128"  # "export" and quotes
     assert values["no_proxy"] == "localhost,127.0.0.1,.contoso.com,169.254.0.0/16"
@@ -271,7 +272,7 @@ def test_etc_environment_is_redacted_and_decided() -> None:
 
 @given(st.text(max_size=300))
 def test_parse_etc_environment_never_raises(text: str) -> None:
-    assert isinstance(proxy.parse_etc_environment(text), dict)
+    assert isinstance(proxy_sources.parse_etc_environment(text), dict)
 
 
 # -- Windows -------------------------------------------------------------------------------------------------------
@@ -284,42 +285,42 @@ def test_parse_etc_environment_never_raises(text: str) -> None:
     ("netsh_winhttp_proxy_fr.txt", False, "proxy.contoso.com:8080", ""),
 ])
 def test_parse_netsh_winhttp(name: str, direct: bool, server: str, bypass: str) -> None:
-    parsed = proxy.parse_netsh_winhttp(windows_text(name))
+    parsed = proxy_sources.parse_netsh_winhttp(windows_text(name))
     assert (parsed.direct, parsed.proxy_server, parsed.bypass_list, parsed.recognized) == (direct, server, bypass,
                                                                                            True)
 
 
 def test_unrecognized_netsh_output_is_not_guessed() -> None:
-    parsed = proxy.parse_netsh_winhttp("Die Syntax ist falsch.\r\n")
+    parsed = proxy_sources.parse_netsh_winhttp("Die Syntax ist falsch.\r\n")
     assert not parsed.recognized and not parsed.direct
 
 
 def test_parse_internet_settings_samples() -> None:
-    enabled = proxy.parse_internet_settings(windows_text("reg_internet_settings_proxy.txt"))
+    enabled = proxy_sources.parse_internet_settings(windows_text("reg_internet_settings_proxy.txt"))
     assert enabled.proxy_enable and enabled.http_proxy() == "http://proxy.contoso.com:8080"
     assert enabled.proxy_override == "<local>;*.contoso.com;168.63.129.16"
     assert "User Agent" in enabled.values_seen  # value names with spaces
-    per_protocol = proxy.parse_internet_settings(windows_text("reg_internet_settings_per_protocol.txt"))
+    per_protocol = proxy_sources.parse_internet_settings(windows_text("reg_internet_settings_per_protocol.txt"))
     assert per_protocol.http_proxy() == "http://***@proxy.contoso.com:8080"
     assert "P%40ss" not in repr(per_protocol)
-    disabled = proxy.parse_internet_settings(windows_text("reg_internet_settings_disabled.txt"))
+    disabled = proxy_sources.parse_internet_settings(windows_text("reg_internet_settings_disabled.txt"))
     assert not disabled.proxy_enable and disabled.http_proxy() is None
-    pac = proxy.parse_internet_settings(windows_text("reg_internet_settings_pac.txt"))
+    pac = proxy_sources.parse_internet_settings(windows_text("reg_internet_settings_pac.txt"))
     assert pac.auto_config_url == "http://wpad.contoso.com/proxy.pac"
 
 
 @given(st.text(max_size=400))
 def test_windows_parsers_never_raise(text: str) -> None:
-    proxy.parse_netsh_winhttp(text)
-    parsed = proxy.parse_internet_settings(text)
+    proxy_sources.parse_netsh_winhttp(text)
+    parsed = proxy_sources.parse_internet_settings(text)
     parsed.http_proxy()
 
 
 def windows_settings(environ: Dict[str, str], reg: str = "reg_internet_settings_disabled.txt",
                      netsh: str = "netsh_winhttp_direct.txt") -> ProxySettings:
     return gather("Windows", environ, None,
-                  CommandOutput(proxy.NETSH_WINHTTP, windows_text(netsh)),
-                  CommandOutput(proxy.REG_INTERNET_SETTINGS, windows_text(reg)))
+                  CommandOutput(proxy_sources.NETSH_WINHTTP, windows_text(netsh)),
+                  CommandOutput(proxy_sources.REG_INTERNET_SETTINGS, windows_text(reg)))
 
 
 def test_windows_python_falls_back_to_the_registry_only_without_env_proxies() -> None:
@@ -359,8 +360,8 @@ def test_pac_script_is_reported_not_evaluated() -> None:
 
 def test_gather_reports_why_a_source_was_not_read() -> None:
     result = gather("Windows", {}, None,
-                    CommandOutput(proxy.NETSH_WINHTTP, returncode=None, reason="missing"),
-                    CommandOutput(proxy.REG_INTERNET_SETTINGS, stderr=windows_text(
+                    CommandOutput(proxy_sources.NETSH_WINHTTP, returncode=None, reason="missing"),
+                    CommandOutput(proxy_sources.REG_INTERNET_SETTINGS, stderr=windows_text(
                         "reg_query_missing_key_stderr.txt"), returncode=1))
     evidence = result.to_evidence()
     assert evidence["winhttp"] == "not read: missing"

@@ -8,8 +8,9 @@ are tested on recorded outputs; the probes run the tools with short timeouts and
 from __future__ import annotations
 
 import re
-import subprocess
-from typing import Dict, List, Optional
+from typing import Dict, List
+
+from midoctor.facts.probes import run_command
 
 _REG_VALUE = re.compile(r"^\s+(\S+)\s+(REG_[A-Z_]+)\s*(.*)$")
 
@@ -42,13 +43,11 @@ def dmi_from_windows(reg_bios: str, asset_tag: str) -> Dict[str, str]:
     return out
 
 
-def _run(argv: List[str], timeout: float = 3.0) -> Optional[str]:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, errors="replace")
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
+def _stdout(argv: List[str]) -> str:
+    # A tool that is missing, slow or failing leaves its fields out: the DMI answer stays "unknown".
+    done = run_command(argv, timeout=3.0)
+    return done.stdout if done.ran and done.returncode == 0 else ""
 
 
 def windows_dmi() -> Dict[str, str]:
-    return dmi_from_windows(_run(REG_BIOS) or "", _run(ASSET_TAG) or "")
+    return dmi_from_windows(_stdout(REG_BIOS), _stdout(ASSET_TAG))
