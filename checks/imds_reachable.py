@@ -6,14 +6,15 @@ and read what came back — or what did not.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 from midoctor.config import DEFAULT_IMDS_URL
 from midoctor.context import Context
-from midoctor.facts import firewall
+from midoctor.facts import firewall, routes
 from midoctor.facts.firewall_rules import Packet
 from midoctor.facts.host import looks_like_azure
 from midoctor.facts.imds import Exchange, is_imds_server
+from midoctor.facts.route_parsers import REJECT_KINDS, Route
 from midoctor.model import Cause, CheckSpec, Command, Fix, Result, Status
 
 # azure-identity's DefaultAzureCredential probe gives up after 1 s (reference: failure-catalog 4.1).
@@ -126,6 +127,7 @@ _CONNECT_FAILURES = {
     "network-unreachable": "no-route",
     "host-unreachable": "no-route",
     "address-not-available": "no-route",
+    "invalid-argument": "no-route",  # connect() returns EINVAL for a blackhole route
     "permission-denied": "blocked-locally",
     "read-timeout": "no-answer",
     "slow-body": "no-answer",
@@ -170,34 +172,60 @@ def _no_answer(ctx: Context, exchange: Exchange, evidence: Dict[str, Any], value
         "transport-error": f"The request to {ctx.config.imds_url} failed: {final.error_detail}.",
     }
     summary = summaries[cause]
-    if cause in ("timed-out", "refused", "blocked-locally", "no-answer"):
-        summary += _firewall_note(ctx, evidence)
+    if ctx.config.imds_url.rstrip("/") == DEFAULT_IMDS_URL and cause != "impostor":
+        cause, summary = _explain_locally(ctx, cause, summary, evidence)
     if azure is None and not dmi and cause in ("timed-out", "refused", "no-route"):
         summary += " (Whether this is an Azure VM could not be read from the hardware.)"
     return SPEC.result(cause, summary, evidence, **values)
 
 
-def _firewall_note(ctx: Context, evidence: Dict[str, Any]) -> str:
+def _explain_locally(ctx: Context, cause: str, summary: str, evidence: Dict[str, Any]) -> Tuple[str, str]:
+    """The socket error alone misleads: a prohibit route gives EACCES like a firewall, an admin-prohibited
+    REJECT gives EHOSTUNREACH like a missing route. The route and the firewall rules tell them apart."""
+    route = _route(ctx, evidence)
+    if route is not None and route.kind in REJECT_KINDS + ("no-route",):
+        what = "there is no route" if route.kind == "no-route" else f"its route is of type {route.kind!r}"
+        return "no-route", (f"The kernel refuses to send to 169.254.169.254: {what} "
+                            f"({route.detail or route.source or 'ip route get'}) — see proxy-route.")
+    blocked, note = _firewall_note(ctx, evidence)
+    if blocked and cause == "no-route" and route is not None and route.kind == "unicast":
+        return "blocked-locally", (f"The connection was rejected as unreachable although the route via "
+                                   f"{route.dev or '?'} is usable:{note}")
+    if cause in ("timed-out", "refused", "blocked-locally", "no-answer", "no-route"):
+        return cause, summary + note
+    return cause, summary
+
+
+def _route(ctx: Context, evidence: Dict[str, Any]) -> Optional[Route]:
+    try:
+        report = routes.inspect_route(ctx, str(ctx.host_facts().get("os") or "Linux"))
+    except Exception as exc:  # noqa: BLE001 - a route read failure must not cost the reachability verdict
+        evidence["route"] = f"could not be read: {type(exc).__name__}"
+        return None
+    if report.route is not None:
+        evidence["route"] = report.route.to_evidence()
+    return report.route
+
+
+def _firewall_note(ctx: Context, evidence: Dict[str, Any]) -> Tuple[bool, str]:
     """Name the local firewall rule when one is readable and decides this process's connection."""
-    if ctx.config.imds_url.rstrip("/") != DEFAULT_IMDS_URL:
-        return ""
     try:
         report = firewall.inspect_firewall(ctx)
         if not report.readable:
             evidence["firewall"] = "rules not readable (needs root or the tools)"
-            return " Local firewall rules could not be read to confirm or rule out a block."
+            return False, " Local firewall rules could not be read to confirm or rule out a block."
         who = firewall.identity(ctx)
         packet = Packet(uid=who.uid, gid=who.gid, groups=who.groups) if who else Packet(0, 0)
         verdict = report.verdict(packet)
     except Exception as exc:  # noqa: BLE001 - a firewall read failure must not cost the reachability verdict
         evidence["firewall"] = f"could not evaluate: {type(exc).__name__}"
-        return ""
+        return False, ""
     if not verdict.blocked:
-        return ""
+        return False, ""
     rule = verdict.rule
     evidence["firewall_rule"] = rule.text if rule else "chain policy"
     where = f"{rule.text} ({rule.table} {rule.chain})" if rule else "the OUTPUT chain policy"
-    return f" A local firewall rule {verdict.action.upper()}s it: {where} — see proxy-route."
+    return True, f" A local firewall rule {verdict.action.upper()}s it: {where} — see proxy-route."
 
 
 def _impostor(exchange: Exchange, evidence: Dict[str, Any], values: Dict[str, str]) -> Result:

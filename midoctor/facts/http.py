@@ -102,10 +102,11 @@ _ERRNO_KIND = {
     errno.ENETUNREACH: "network-unreachable",
     errno.EHOSTUNREACH: "host-unreachable",
     errno.ECONNRESET: "reset",
-    errno.EACCES: "permission-denied",  # e.g. an iptables owner/REJECT with icmp-admin-prohibited
-    errno.EPERM: "permission-denied",  # Linux returns EPERM when a local netfilter rule drops the SYN
+    errno.EACCES: "permission-denied",  # a prohibit route; checks tell it from a firewall by the route
+    errno.EPERM: "permission-denied",  # e.g. a local netfilter rule on a datagram path
     errno.EADDRNOTAVAIL: "address-not-available",
     errno.ETIMEDOUT: "connect-timeout",
+    errno.EINVAL: "invalid-argument",
 }
 
 

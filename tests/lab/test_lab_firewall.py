@@ -28,13 +28,7 @@ def _case(label: str, target: Sequence[str], expected: Tuple[str, str], **marks:
     _case("REJECT tcp-reset", ("-j", "REJECT", "--reject-with", "tcp-reset"), ("fail", "refused")),
     # firewalld's reject type. ICMP "administratively prohibited" reaches the socket as EHOSTUNREACH.
     _case("REJECT icmp-admin-prohibited", ("-j", "REJECT", "--reject-with", "icmp-admin-prohibited"),
-          ("fail", "blocked-locally"),
-          marks=pytest.mark.xfail(strict=True, reason=(
-              "imds-reachable says fail `no-route` ('The network says there is no route to "
-              "http://169.254.169.254 (host-unreachable)', fix: restore the route) although `ip route get` "
-              "shows the healthy route via eth0 and proxy-route names the REJECT rule: the kernel reports an "
-              "ICMP admin-prohibited reply as EHOSTUNREACH. With a usable unicast route it should say "
-              "`blocked-locally` (a firewall rule refused it)"))),
+          ("fail", "blocked-locally")),
 ])
 def test_firewall_for_everyone(vm: AzureVm, diagnose, label: str, target: Sequence[str],
                                expected: Tuple[str, str]) -> None:

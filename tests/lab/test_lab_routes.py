@@ -13,16 +13,9 @@ WALL_BOUND_S = 10.0
 
 @pytest.mark.parametrize("kind", [
     # connect() errors measured in the lab: blackhole → EINVAL, unreachable → EHOSTUNREACH, prohibit → EACCES.
-    pytest.param("blackhole", marks=pytest.mark.xfail(strict=True, reason=(
-        "imds-reachable says error `transport-error` ('The request to http://169.254.169.254 failed: "
-        "ConnectError: [Errno 22] Invalid argument') for a blackhole route; connect() gets EINVAL from a "
-        "blackhole route and midoctor.facts.http does not map EINVAL, so it should say fail `no-route` "
-        "(proxy-route already names the blackhole route)"))),
+    "blackhole",
     "unreachable",
-    pytest.param("prohibit", marks=pytest.mark.xfail(strict=True, reason=(
-        "imds-reachable says fail `blocked-locally` ('The operating system refused to send ... a local firewall "
-        "rule') for a prohibit route: connect() gets EACCES from the route, not from a firewall; it should say "
-        "fail `no-route` (fix: restore the route), e.g. by consulting the route fact proxy-route already has"))),
+    "prohibit",
 ])
 def test_rejecting_route(vm: AzureVm, diagnose, kind: str) -> None:
     vm.serve_imds("healthy-system")
