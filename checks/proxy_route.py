@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from midoctor.context import Context
 from midoctor.facts import firewall, firewall_rules, probes, proxy, proxy_sources, route_parsers, routes
 from midoctor.facts.host import container_facts, container_imds_meaning
+from midoctor.facts.listeners import listeners_on
 from midoctor.model import Cause, CheckSpec, Command, Fix, Result, Status
 
 T = TypeVar("T")
@@ -360,8 +361,10 @@ def route_findings(report: routes.RouteReport) -> List[Finding]:
         return [Finding("no-route", f"No route covers 169.254.169.254 ({route.detail or 'no matching entry'}).",
                         values)]
     if route.kind == "local":
+        holders = [entry for entry in listeners_on(80) if "process" in entry or "pid" in entry]
+        who = ", ".join(f"{h.get('process')} (pid {h.get('pid', '?')}, {h['address']})" for h in holders)
         return [Finding("imds-address-local", f"169.254.169.254 is a local address here (dev {route.dev}): a local "
-                        "listener, not IMDS, answers.", values)]
+                        f"listener, not IMDS, answers{': ' + who if who else ''}.", values)]
     findings: List[Finding] = []
     if report.tunnel:
         findings.append(Finding("route-not-primary", f"IMDS traffic would leave through {route.dev}: "

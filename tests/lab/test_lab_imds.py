@@ -70,6 +70,7 @@ def test_local_impostor_bound_on_the_vm(vm: AzureVm, lab: Lab, diagnose) -> None
     run = diagnose("local impostor bound to 169.254.169.254 on the VM", vm.vm)
     assert run.verdict("imds-reachable") == ("fail", "impostor")
     assert run.verdict("proxy-route") == ("warn", "imds-address-local")
+    assert "python" in run.check("proxy-route")["summary"]  # the listening process is named (psutil)
     assert run.wall_s < WALL_BOUND_S
 
 
