@@ -91,8 +91,10 @@ def evaluate(ctx: Context) -> Result:
         evidence["arm_proxy"] = redact_url(ctx.arm.proxy_used)
 
     if page.status is None:
-        return SPEC.result("arm-unreachable", f"ARM at {ctx.arm_url()} did not answer: {page.problem}.", evidence,
-                           **values)
+        summary = f"ARM at {ctx.arm_url()} did not answer: {page.problem}."
+        if page.final.error == "dns" and not ctx.arm.proxy_used:
+            summary += _dns_explanation(ctx, evidence)
+        return SPEC.result("arm-unreachable", summary, evidence, **values)
     if page.status == 403:
         return SPEC.result("cannot-determine", f"The {who.describe()} may not read its permissions at {scope} "
                                                f"({page.error_code or 'HTTP 403'}): cannot tell whether a role "
@@ -110,6 +112,23 @@ def evaluate(ctx: Context) -> Result:
     if not ctx.config.actions:
         return _without_actions(who.describe(), scope, entries, evidence, values)
     return _with_actions(ctx.config.actions, who.describe(), scope, entries, evidence, values)
+
+
+def _dns_explanation(ctx: Context, evidence: Dict[str, Any]) -> str:
+    """Which resolver said what: 'does not exist' and 'no DNS server answers' need different fixes."""
+    from urllib.parse import urlsplit
+
+    from midoctor.facts.dns_lookup import is_ip_literal, resolve
+
+    host = urlsplit(ctx.arm_url()).hostname or ""
+    if not host or is_ip_literal(host):
+        return ""
+    answer = ctx.fact(("dns", host), lambda: resolve(host))
+    evidence["dns"] = answer.to_evidence()
+    servers = ", ".join(answer.nameservers) or "no configured resolver"
+    if answer.resolved:
+        return f" DNS resolves {host} now ({', '.join(answer.addresses[:2])}); the failure may be intermittent."
+    return f" DNS: {answer.detail or answer.error} (resolvers: {servers})."
 
 
 def _without_actions(who: str, scope: str, entries: List[Dict[str, Any]], evidence: Dict[str, Any],

@@ -79,3 +79,16 @@ def test_hung_listener(vm: AzureVm, diagnose) -> None:
     run = diagnose("listener accepts but never answers", vm.vm)
     assert run.verdict("imds-reachable") == ("fail", "no-answer")
     assert run.wall_s < WALL_BOUND_S
+
+
+def test_arm_name_that_does_not_resolve_is_named_as_dns(vm: AzureVm, diagnose) -> None:
+    # The lab's resolv.conf points at 127.0.0.1 inside the namespace, where no DNS server listens: the real
+    # ARM host cannot be resolved, and no packet leaves the namespace.
+    vm.serve_imds("healthy-system")
+    run = diagnose("ARM host does not resolve (no DNS server)", vm.vm, sdk="none",
+                   extra=("--arm-url", "https://management.azure.com", "--only", "role-assignment"))
+    result = run.check("role-assignment")
+    assert (result["status"], result["cause"]) == ("error", "arm-unreachable")
+    assert "DNS" in result["summary"] and "127.0.0.1" in result["summary"]
+    assert result["evidence"]["dns"]["host"] == "management.azure.com"
+    assert run.wall_s < WALL_BOUND_S
