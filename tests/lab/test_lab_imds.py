@@ -85,7 +85,7 @@ def test_arm_name_that_does_not_resolve_is_named_as_dns(vm: AzureVm, diagnose) -
     # The lab's resolv.conf points at 127.0.0.1 inside the namespace, where no DNS server listens: the real
     # ARM host cannot be resolved, and no packet leaves the namespace.
     vm.serve_imds("healthy-system")
-    run = diagnose("ARM host does not resolve (no DNS server)", vm.vm, sdk="none",
+    run = diagnose("ARM host does not resolve (no DNS server)", vm.vm, sdk="none", focus=("role-assignment",),
                    extra=("--arm-url", "https://management.azure.com", "--only", "role-assignment"))
     result = run.check("role-assignment")
     assert (result["status"], result["cause"]) == ("error", "arm-unreachable")
