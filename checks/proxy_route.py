@@ -233,9 +233,15 @@ def _conclude(findings: List[Finding], route: Optional[routes.RouteReport], evid
             why = "; ".join(route.probes) if route is not None else "route inspection failed"
             return _result("cannot-inspect", f"Could not determine the route to 169.254.169.254 ({why}); no proxy "
                            "applies to it.", evidence, windows)
+        firewall_seen = (evidence.get("firewall") or {}).get("readable")
+        if windows:
+            tail = "Windows Firewall rules are not inspected by midoctor"
+        elif firewall_seen:
+            tail = "no readable firewall rule blocks it"
+        else:
+            tail = "the local firewall rules could not be read (run as root to include them)"
         return _result("no-interference", "No proxy applies to 169.254.169.254 for any client family, the route "
-                       "leaves through the primary interface and no readable firewall rule blocks it.",
-                       evidence, windows)
+                       f"leaves through the primary interface and {tail}.", evidence, windows)
     findings.sort(key=lambda f: (-f.effective_status.rank, _PRIORITY.index(f.cause)))
     worst, others = findings[0], findings[1:]
     if others:

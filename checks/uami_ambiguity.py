@@ -77,7 +77,8 @@ SPEC = CheckSpec(
 def evaluate(ctx: Context) -> Result:
     selector = ctx.config.selector
     where = vm_kind_and_name(ctx.compute())
-    values: Dict[str, Any] = {**where, "selector_value": _selector_value(selector)}
+    values: Dict[str, Any] = {**where, "selector_value": _selector_value(selector),
+                              "suggested_client_id": "<client-id-from-the-az-command-below>"}
     evidence: Dict[str, Any] = {"selector": selector.to_dict()}
     resource = ctx.arm_resource()
     if selector.is_set:
