@@ -184,6 +184,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     runs = 3 if parser.parse_args().quick else 7
+    # As installed by pip: bytecode compiled once. (Some environments set PYTHONDONTWRITEBYTECODE, which
+    # would otherwise make every run recompile midoctor's own modules and measure the compiler.)
+    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "midoctor"), str(ROOT / "checks")], check=False)
     import azure.identity
 
     print(f"midoctor benchmarks — Python {sys.version.split()[0]}, {os.cpu_count()} cores, "

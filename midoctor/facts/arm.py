@@ -72,6 +72,9 @@ class ArmClient:
         self._client = httpx.Client(
             trust_env=False,
             proxy=proxy,
+            # Certificates are verified for ARM over HTTPS; a plain-HTTP endpoint (the simulator) needs no CA
+            # bundle loaded.
+            verify=self.base_url.lower().startswith("https:"),
             follow_redirects=False,
             timeout=httpx.Timeout(ARM_TIMEOUT_S),
         )

@@ -221,11 +221,13 @@ def _printable(text: str) -> str:
     return "".join(ch if ch.isprintable() or ch in "\n\t" else f"\\x{ord(ch):02x}" for ch in text)
 
 
-def direct_client(connect_timeout: float, read_timeout: float) -> httpx.Client:
+def direct_client(connect_timeout: float, read_timeout: float, tls: bool = False) -> httpx.Client:
     """A client for IMDS: never a proxy (``trust_env`` off), never a redirect, short timeouts."""
     return httpx.Client(
         trust_env=False,
         follow_redirects=False,
+        # IMDS is plain HTTP: loading a CA bundle for TLS it never speaks costs tens of milliseconds.
+        verify=tls,
         timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=read_timeout),
         limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
     )

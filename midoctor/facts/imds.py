@@ -106,7 +106,7 @@ class ImdsClient:
     def __init__(self, base_url: str, connect_timeout: float, read_timeout: float) -> None:
         self.base_url = base_url.rstrip("/")
         self.read_timeout = read_timeout
-        self._client = direct_client(connect_timeout, read_timeout)
+        self._client = direct_client(connect_timeout, read_timeout, tls=self.base_url.lower().startswith("https:"))
         self._identity_slots = threading.BoundedSemaphore(IDENTITY_CONCURRENCY)
         self.request_count = 0
         self._count_lock = threading.Lock()
