@@ -22,6 +22,7 @@ from midoctor.facts import firewall, firewall_rules, probes, proxy, proxy_source
 from midoctor.facts.host import container_facts, container_imds_meaning
 from midoctor.facts.listeners import listeners_on
 from midoctor.model import Cause, CheckSpec, Command, Fix, Result, Status
+from midoctor.redact import scrub_text
 
 T = TypeVar("T")
 
@@ -274,7 +275,7 @@ def _safely(problems: List[str], what: str, produce: Callable[[], T], default: A
     try:
         return produce()
     except Exception as exc:  # noqa: BLE001 - the check must never raise on odd machines
-        problems.append(f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
+        problems.append(f"{what}: {type(exc).__name__}: {scrub_text(str(exc))[:200]}")
         return default
 
 

@@ -154,10 +154,10 @@ def _with_actions(actions: Any, who: str, scope: str, entries: List[Dict[str, An
         first = denied[0].operation
         values.update(operation=first.name, role=rbac.suggest_role(first.name) or "<a role granting it>")
         names = ", ".join(d.operation.name for d in denied)
-        kind = "data action" if first.is_data else "action"
+        kind = "a data action" if first.is_data else "a control-plane action"
         excluded = f" (excluded by {denied[0].excluded_by})" if denied[0].excluded_by else ""
         return SPEC.result("action-not-granted", f"The {who} may not perform {names} at {scope}{excluded}; "
-                                                 f"the first is a {kind}.", evidence, **values)
+                                                 f"the first is {kind}.", evidence, **values)
     granted = ", ".join(f"{d.operation.name} (by {d.granted_by})" for d in decisions)
     evidence["if_still_denied"] = PROPAGATION_NOTE
     return SPEC.result("actions-granted", f"Granted at {scope}: {granted}. {SHORT_PROPAGATION_NOTE}", evidence,

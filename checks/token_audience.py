@@ -8,7 +8,6 @@ trailing slash matters to some services, the cloud must be the VM's), request th
 from __future__ import annotations
 
 import difflib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -16,6 +15,7 @@ from midoctor.context import Context
 from midoctor.facts import clouds
 from midoctor.identity import Outcome, outcome_of
 from midoctor.model import Cause, CheckSpec, Command, Condition, Fix, Result, Status
+from midoctor.parallel import parallel_map
 
 SERVICES_DOC = ("https://learn.microsoft.com/entra/identity/managed-identities-azure-resources/"
                 "managed-identities-status")
@@ -87,8 +87,7 @@ class Finding:
 def evaluate(ctx: Context) -> Result:
     vm_cloud = ctx.cloud()
     # In parallel: the IMDS client caps identity requests below IMDS's limit of 5 concurrent per VM.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        findings = list(pool.map(lambda resource: _examine(ctx, resource, vm_cloud), ctx.resources()))
+    findings = parallel_map(lambda resource: _examine(ctx, resource, vm_cloud), list(ctx.resources()), workers=4)
     worst = max(findings, key=lambda f: (f.effective_status.rank, f.cause != "audience-ok"))
     evidence = {
         "vm_cloud": vm_cloud.name,

@@ -24,10 +24,13 @@ SELECT_ONE = Fix(
     (Command("bash", "export AZURE_CLIENT_ID={suggested_client_id}"),
      Command("powershell", "[Environment]::SetEnvironmentVariable('AZURE_CLIENT_ID', '{suggested_client_id}', "
                            "'Machine')"),
-     Command("az", "az vm identity show -g {resource_group} -n {vm_name} "
+     Command("az", "az {az_group} identity show -g {resource_group} -n {target_name} "
                    "--query userAssignedIdentities -o json")),
     (UAMI_DOC, SDK_DOC),
 )
+
+# Which property of `az identity list` a selector names: client id, principal (object) id, or resource id.
+_SELECTOR_FIELD = {"client_id": "clientId", "object_id": "principalId", "msi_res_id": "id"}
 
 SPEC = CheckSpec(
     id="uami-ambiguity",
@@ -46,16 +49,21 @@ SPEC = CheckSpec(
     causes=(
         Cause("selected-identity", Status.PASS, "The configured selector answers with the intended identity."),
         Cause("default-identity", Status.PASS, "No selector is set and exactly one identity can answer."),
+        Cause("default-identity-unverified", Status.PASS,
+              "No selector is set and the system-assigned identity answers; whether user-assigned identities are "
+              "attached too (and silently lose to it) could not be read from ARM.",
+              Fix("To let midoctor verify, give the identity read access to its own VM, or list them yourself.",
+                  (Command("az", "az {az_group} identity show -g {resource_group} -n {target_name}"),))),
         Cause("multiple-no-selector", Status.FAIL,
               "Several user-assigned identities are attached and the application names none.", SELECT_ONE),
         Cause("selector-not-attached", Status.FAIL,
               "The configured identity (client id, object id or resource id) is not attached to this VM.",
               Fix("Attach that identity to the VM, or correct the selector (AZURE_CLIENT_ID or the client_id "
                   "argument) to an identity that is attached.",
-                  (Command("az", "az vm identity assign -g {resource_group} -n {vm_name} --identities "
+                  (Command("az", "az {az_group} identity assign -g {resource_group} -n {target_name} --identities "
                                  "<user-assigned-identity-resource-id>"),
-                   Command("az", "az identity list --query \"[?clientId=='{selector_value}']\" -o table"),
-                   Command("az", "az vm identity show -g {resource_group} -n {vm_name}")),
+                   Command("az", "az identity list --query \"[?{selector_field}=='{selector_value}']\" -o table"),
+                   Command("az", "az {az_group} identity show -g {resource_group} -n {target_name}")),
                   (UAMI_DOC,))),
         Cause("system-wins-silently", Status.WARN,
               "System- and user-assigned identities are attached and no selector is set: the system-assigned "
@@ -77,13 +85,24 @@ SPEC = CheckSpec(
 def evaluate(ctx: Context) -> Result:
     selector = ctx.config.selector
     where = vm_kind_and_name(ctx.compute())
+    on_scale_set = bool(where["vmss_name"])
     values: Dict[str, Any] = {**where, "selector_value": _selector_value(selector),
+                              "selector_field": _selector_field(selector),
+                              "az_group": "vmss" if on_scale_set else "vm",
+                              "target_name": where["vmss_name"] if on_scale_set else where["vm_name"],
                               "suggested_client_id": "<client-id-from-the-az-command-below>"}
     evidence: Dict[str, Any] = {"selector": selector.to_dict()}
     resource = ctx.arm_resource()
     if selector.is_set:
         return _with_selector(ctx, selector, resource, evidence, values)
     return _without_selector(ctx, resource, evidence, values)
+
+
+def _selector_field(selector: Selector) -> str:
+    for key, field_name in _SELECTOR_FIELD.items():
+        if getattr(selector, key):
+            return field_name
+    return "clientId"
 
 
 def _selector_value(selector: Selector) -> str:
@@ -169,9 +188,12 @@ def _without_selector(ctx: Context, resource: str, evidence: Dict[str, Any], val
         return SPEC.result("system-wins-silently",
                            f"No selector is set, so tokens come from the {who.describe()} although user-assigned "
                            f"identities are attached too.{hint}", evidence, **values)
-    if attached.readable:
-        listed = f" ARM lists identity type {attached.identity_type!r}."
-    else:
-        listed = f" Whether other identities are attached could not be read: {attached.reason}."
-    return SPEC.result("default-identity", f"No selector is set; tokens come from the {who.describe()}.{listed}",
-                       evidence, **values)
+    if attached.readable or who.kind == "user-assigned":
+        # A user-assigned identity answering an unselected request proves it is the only identity: with a
+        # system-assigned one, that would have answered; with two user-assigned ones, IMDS would refuse.
+        listed = f" ARM lists identity type {attached.identity_type!r}." if attached.readable else ""
+        return SPEC.result("default-identity", f"No selector is set; tokens come from the {who.describe()}."
+                                               f"{listed}", evidence, **values)
+    return SPEC.result("default-identity-unverified",
+                       f"No selector is set; tokens come from the {who.describe()}. Whether user-assigned "
+                       f"identities are attached too could not be read: {attached.reason}.", evidence, **values)

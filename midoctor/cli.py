@@ -28,7 +28,26 @@ def _fail_usage(message: str) -> UsageProblem:
     return UsageProblem(message)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Anything unexpected becomes one line and exit code 3 (midoctor itself failed), never a traceback that
+    a CI step would read as exit 1 ("a finding"). MIDOCTOR_DEBUG=1 shows the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if os.environ.get("MIDOCTOR_DEBUG"):
+                raise
+            from midoctor.redact import scrub_text
+
+            click.echo(f"midoctor: internal error: {type(exc).__name__}: {scrub_text(str(exc))[:300]} "
+                       "(set MIDOCTOR_DEBUG=1 for the traceback)", err=True)
+            ctx.exit(EXIT_BROKEN)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version=__version__, prog_name="midoctor", message="midoctor %(version)s")
 def main() -> None:
     """midoctor: explains why an Azure managed-identity token cannot be obtained or is rejected."""
@@ -79,7 +98,7 @@ def run(**options: Any) -> None:
 
 
 def _build_config(options: dict, environ: dict) -> Any:
-    from midoctor.config import Config, ConfigError, selector_from, validate_url
+    from midoctor.config import Config, ConfigError, selector_from, validate_scope, validate_url
 
     try:
         return Config(
@@ -88,13 +107,25 @@ def _build_config(options: dict, environ: dict) -> Any:
             selector=selector_from(options.get("client_id"), options.get("object_id"), options.get("msi_res_id"),
                                    environ),
             resources=tuple(r.strip() for r in options.get("resources") or () if r.strip()),
-            scope=options.get("scope") or None,
+            scope=validate_scope(options["scope"]) if options.get("scope") else None,
             actions=tuple(a.strip() for a in options.get("actions") or () if a.strip()),
             timeout=options["timeout"],
             environ=environ,
         )
     except ConfigError as exc:
         raise _fail_usage(str(exc)) from None
+
+
+def _validate_actions(actions: Sequence[str]) -> None:
+    from midoctor.rbac import parse_operation
+
+    for action in actions:
+        try:
+            operation = parse_operation(action)
+        except ValueError as exc:
+            raise _fail_usage(f"--action {action!r}: {exc}") from None
+        if not operation.name:
+            raise _fail_usage(f"--action {action!r}: no operation name")
 
 
 def _load_checks(options: dict) -> List[Any]:
@@ -112,6 +143,7 @@ def _execute(options: dict, environ: dict) -> int:
     from midoctor.context import Context
 
     config = _build_config(options, environ)
+    _validate_actions(config.actions)
     checks = _load_checks(options)
     ctx = Context(config)
     progress = _Progress() if sys.stderr.isatty() and options["fmt"] == "text" else None
@@ -319,9 +351,11 @@ def render_cmd(report_file: Path, fmt: str, redact_pii: bool) -> None:
 
     try:
         data = json.loads(report_file.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("the top level is not an object")
         report = Report.from_dict(data)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise _fail_usage(f"{report_file}: not a midoctor report: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any malformed file is the user's input problem: exit 2
+        raise _fail_usage(f"{report_file}: not a midoctor report: {type(exc).__name__}: {exc}") from None
     if redact_pii:
         from midoctor.pii import redact_report
 

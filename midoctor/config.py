@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -72,13 +73,13 @@ class Config:
     timeout: float = 20.0  # the whole run
     imds_connect_timeout: float = 1.0
     imds_read_timeout: float = 3.0
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
 
     def to_dict(self) -> Dict[str, Any]:
         """The non-secret settings, for the report header."""
         return {
             "imds_url": self.imds_url,
-            "arm_url": self.arm_url,
+            "arm_url": self.arm_url,  # validated: no credentials, query or fragment
             "selector": self.selector.to_dict(),
             "resources": list(self.resources),
             "scope": self.scope,
@@ -106,7 +107,29 @@ def selector_from(
 
 
 def validate_url(value: str, option: str) -> str:
+    from urllib.parse import urlsplit
+
     value = value.strip().rstrip("/")
-    if not value.lower().startswith(("http://", "https://")) or len(value.split("://", 1)[1]) == 0:
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port out of range or not a number
+        del port
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {value!r} is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{option} must be an http(s) URL, got {value!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError(f"{option} must be a plain base URL (no credentials, query or fragment)")
+    return value
+
+
+_SCOPE = re.compile(r"^/subscriptions/[^/@?#\\\s]+(/[^/@?#\\\s]+)*$", re.I)
+
+
+def validate_scope(value: str) -> str:
+    """An ARM scope is a path below /subscriptions/…; anything else could steer the token elsewhere."""
+    value = value.strip().rstrip("/")
+    if not _SCOPE.match(value):
+        raise ConfigError(f"--scope must be an ARM resource id such as /subscriptions/<id>/resourceGroups/<rg>, "
+                          f"got {value!r}")
     return value

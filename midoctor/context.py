@@ -101,9 +101,11 @@ class Context:
     def arm(self) -> Any:
         from midoctor.facts.arm import ArmClient
 
+        # arm_url() may read instance metadata through fact(), which takes _guard: resolve it first.
+        base_url = self.arm_url()
         with self._guard:
             if self._arm is None:
-                self._arm = ArmClient(self.arm_url(), self.config.environ)
+                self._arm = ArmClient(base_url, self.config.environ)
             return self._arm
 
     def attached(self, token: Optional[TokenResult]) -> Any:

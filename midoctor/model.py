@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -77,12 +78,30 @@ class Fix:
         )
 
     def format(self, values: Mapping[str, Any]) -> Fix:
-        """Fill ``{placeholders}``; a placeholder with no value stays visible rather than raising."""
+        """Fill ``{placeholders}``; a placeholder with no value stays visible rather than raising. Names that
+        come from the machine (a resource group may contain parentheses) are quoted for the command's shell."""
         return Fix(
             text=_fill(self.text, values),
-            commands=tuple(Command(c.shell, _fill(c.text, values)) for c in self.commands),
+            commands=tuple(Command(c.shell, _fill(c.text, _quoted(values, c.shell))) for c in self.commands),
             links=self.links,
         )
+
+
+# Placeholders that stand alone as one command-line argument in the built-in fix templates.
+SHELL_ARGUMENTS = frozenset({"resource_group", "vm_name", "vmss_name", "target_name", "scope", "object_id"})
+_SHELL_SAFE = re.compile(r"^[A-Za-z0-9_./:=@%+,-]+$")
+
+
+def _quoted(values: Mapping[str, Any], shell: str) -> Mapping[str, Any]:
+    if shell not in ("bash", "az", "powershell"):
+        return values
+    out = dict(values)
+    for key in SHELL_ARGUMENTS & set(values):
+        text = str(values[key])
+        if not text or _SHELL_SAFE.match(text):
+            continue
+        out[key] = shlex.quote(text) if shell != "powershell" else "'" + text.replace("'", "''") + "'"
+    return out
 
 
 class _Keep(dict):

@@ -44,6 +44,24 @@ class Secret:
         raise TypeError("a Secret is not serialisable")
 
 
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)?[^\s/@:'\"()<>]+:[^\s/@'\"()<>]*@(?=[\w.\[-])")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+_SECRET_FIELD = re.compile(r"(?i)([\"']?(?:access_token|refresh_token|client_secret|assertion|password|secret)[\"']?"
+                           r"\s*[:=]\s*[\"']?)([^\"'\s,&}]+)")
+
+
+def scrub_text(text: str) -> str:
+    """Mask credentials inside free text: exception messages and body excerpts can quote a proxy URL with
+    its password, a bearer token or a token response, and they come from places redaction never saw."""
+    if not text:
+        return text
+    text = _USERINFO.sub(lambda m: (m.group(1) or "") + MASK + "@", text)
+    text = _JWT.sub(MASK, text)
+    text = _BEARER.sub(lambda m: m.group(1) + " " + MASK, text)
+    return _SECRET_FIELD.sub(lambda m: m.group(1) + MASK, text)
+
+
 def redact_url(url: str) -> str:
     """Drop userinfo credentials and SAS-style query secrets from a URL, keep the rest readable."""
     try:

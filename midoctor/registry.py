@@ -66,8 +66,10 @@ def _check_from_module(module: ModuleType, origin: str, expect_stem: Optional[st
 
 
 def load_dir(directory: Path, prefix: str) -> List[Check]:
-    if not directory.is_dir():
+    if not directory.exists():
         raise RegistryError(f"{directory}: checks directory does not exist")
+    if not directory.is_dir():
+        raise RegistryError(f"{directory}: is not a directory (--checks-dir takes a directory of check modules)")
     found = []
     for path in sorted(directory.glob("*.py")):
         if path.name.startswith("_"):

@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from midoctor import __version__
 from midoctor.context import Context
 from midoctor.model import Report, Result, Status
+from midoctor.redact import scrub_text
 from midoctor.registry import Check
 
 ProgressHook = Callable[[str, Optional[Result]], None]  # (check id, None when started / result when done)
@@ -47,8 +48,9 @@ def _run_one(check: Check, ctx: Context, out: queue.Queue[tuple]) -> None:
         if not isinstance(result, Result):
             result = _error(check, f"The check returned {type(result).__name__}, not a Result.", "check-crashed")
     except Exception as exc:  # noqa: BLE001 - one check failing never stops the others
-        result = _error(check, f"The check raised {type(exc).__name__}: {exc}", "check-crashed",
-                        exception=type(exc).__name__, message=str(exc)[:500])
+        message = scrub_text(str(exc))[:500]  # exception text may quote a proxy URL or a response body
+        result = _error(check, f"The check raised {type(exc).__name__}: {message}", "check-crashed",
+                        exception=type(exc).__name__, message=message)
     out.put((check.id, result, time.monotonic() - started))
 
 

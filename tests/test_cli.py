@@ -171,3 +171,46 @@ def test_demo_ignores_the_callers_identity_variables(tmp_path: Path) -> None:
 def test_version_and_help() -> None:
     assert invoke(["--version"]).stdout.startswith("midoctor ")
     assert "run" in invoke(["--help"]).stdout
+
+
+def test_run_without_arm_url_uses_the_vm_cloud_and_finishes(simulator) -> None:
+    """The default ARM endpoint comes from instance metadata; ARM traffic goes to a closed loopback proxy."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    sim = simulator("healthy-system")
+    started = __import__("time").monotonic()
+    run = invoke(["run", "--imds-url", sim.url, "--format", "json", "--timeout", "10"],
+                 env={"HTTPS_PROXY": f"http://127.0.0.1:{closed}", "NO_PROXY": "127.0.0.1"})
+    assert __import__("time").monotonic() - started < 10
+    role = run.check("role-assignment")
+    assert (role["status"], role["cause"]) == ("error", "arm-unreachable")
+    assert "https://management.azure.com" in role["summary"]
+    assert run.exit_code == 3
+
+
+def test_scope_and_urls_are_validated() -> None:
+    for args in (["--scope", "@127.0.0.1:18080/x"], ["--scope", "garbage"], ["--imds-url", "http://[::1"],
+                 ["--imds-url", "http://127.0.0.1:99999"], ["--arm-url", "http://user:pw@127.0.0.1:1"]):
+        run = invoke(["run", *args])
+        assert run.exit_code == 2, args
+        assert "pw" not in run.stderr
+
+
+def test_unexpected_internal_error_is_exit_3_without_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import midoctor.runner
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom http://u:secretpw@proxy:1")
+
+    monkeypatch.setattr(midoctor.runner, "run", explode)
+    from click.testing import CliRunner
+
+    from midoctor.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--imds-url", "http://127.0.0.1:9"])
+    assert result.exit_code == 3
+    assert "internal error" in result.output and "secretpw" not in result.output
+    assert "Traceback" not in result.output

@@ -212,3 +212,47 @@ def test_identity_block_parser_never_raises(resource) -> None:
                                                                       "notDataActions"]), json_values), max_size=4))
 def test_rbac_decide_never_raises(operation: str, entries) -> None:
     decide(parse_operation(operation), entries)
+
+
+FAKE_JWT = ("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9." + "eyJhdWQiOiJodHRwczovL21hbmFnZW1lbnQuYXp1cmUuY29tIiwib2lkIjoiMSJ9"
+            + ".c2lnbmF0dXJlLW5vdC1yZWFsLXNpZ25hdHVyZQ")
+
+
+@pytest.mark.parametrize("token_reply", [
+    # Duplicate keys and a cut-off body are not parsed, so only an excerpt could reach the report.
+    ('{"access_token":"%s","access_token":"%s","expires_in":"3599"}' % (FAKE_JWT, FAKE_JWT), -1),
+    ('{"access_token":"%s","expires_in":"35' % FAKE_JWT, 400),
+])
+def test_unparsable_token_replies_never_leak_the_token(raw_server, token_reply) -> None:
+    body, length = token_reply
+    holder: List[RawServer] = []
+    instance = json.dumps({"compute": {"name": "vm1", "subscriptionId": "s", "resourceGroupName": "g"}}).encode()
+
+    def respond(conn: socket.socket) -> None:
+        first_line = holder[0].last_request.split(b"\r\n", 1)[0]
+        if b"/metadata/identity/oauth2/token" in first_line:
+            reply("200 OK", body.encode(), length=length if length > 0 else -1)(conn)
+        else:
+            reply("200 OK", instance)(conn)
+
+    holder.append(raw_server(respond))
+    for fmt in ("json", "text", "html", "markdown", "junit"):
+        run = invoke(["run", "--imds-url", holder[0].url, "--arm-url", holder[0].url, "--format", fmt, "-v"])
+        assert FAKE_JWT not in run.stdout and FAKE_JWT.split(".")[1] not in run.stdout, fmt
+
+
+def test_a_proxy_echoing_the_authorization_header_does_not_leak_it(raw_server, simulator) -> None:
+    """ARM answered by something that echoes the request (Authorization included) in an HTML error page."""
+    sim = simulator("healthy-system")
+
+    def echo(conn: socket.socket) -> None:
+        request = echo_server[0].last_request.decode("latin-1")
+        reply("502 Bad Gateway", f"<html><pre>{request}</pre></html>".encode(),
+              headers="Content-Type: text/html\r\n")(conn)
+
+    echo_server: List[RawServer] = []
+    echo_server.append(raw_server(echo))
+    run = invoke(["run", "--imds-url", sim.url, "--arm-url", echo_server[0].url, "--format", "json", "-v"])
+    assert "Bearer ***" in run.stdout or "***" in run.stdout
+    for token in sim.issued_tokens:
+        assert token not in run.stdout and token.split(".")[1] not in run.stdout

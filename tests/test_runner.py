@@ -144,3 +144,13 @@ def test_facts_are_memoized_across_concurrent_checks() -> None:
     report = run(checks, ctx(), deadline_s=5)
     assert all(r.status is Status.PASS for r in report.checks)
     assert len(calls) == 1
+
+
+def test_parallel_map_keeps_order_and_propagates_errors() -> None:
+    import pytest
+
+    from midoctor.parallel import parallel_map
+
+    assert parallel_map(lambda x: x * 2, [3, 1, 2], workers=3) == [6, 2, 4]
+    with pytest.raises(ZeroDivisionError):
+        parallel_map(lambda x: 1 // x, [1, 0, 2], workers=2)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from midoctor.facts.http import Observation, request
-from midoctor.redact import Secret
+from midoctor.redact import Secret, redact_url, scrub_text
 
 PERMISSIONS_API_VERSION = "2022-04-01"
 COMPUTE_API_VERSION = "2024-07-01"
@@ -67,23 +67,36 @@ def _text(value: Any, limit: int = 1000) -> Optional[str]:
 class ArmClient:
     def __init__(self, base_url: str, environ: Mapping[str, str]) -> None:
         self.base_url = base_url.rstrip("/")
-        # trust_env: ARM calls go through the proxy the application would use (unlike IMDS calls).
+        # ARM calls go through the proxy the application would use (unlike IMDS calls).
         proxy = _proxy_for(self.base_url, environ)
-        self._client = httpx.Client(
-            trust_env=False,
-            proxy=proxy,
-            # Certificates are verified for ARM over HTTPS; a plain-HTTP endpoint (the simulator) needs no CA
-            # bundle loaded.
-            verify=self.base_url.lower().startswith("https:"),
-            follow_redirects=False,
-            timeout=httpx.Timeout(ARM_TIMEOUT_S),
-        )
         self.proxy_used = proxy
+        self.setup_error: Optional[str] = None
+        self._client: Optional[httpx.Client] = None
+        try:
+            self._client = httpx.Client(
+                trust_env=False,
+                proxy=proxy,
+                follow_redirects=False,
+                timeout=httpx.Timeout(ARM_TIMEOUT_S),
+                # Certificates are verified for ARM over HTTPS; a plain-HTTP endpoint (the simulator) needs no
+                # CA bundle loaded.
+                verify=self.base_url.lower().startswith("https:"),
+            )
+        except Exception as exc:  # noqa: BLE001 - an unusable proxy setting is a finding, not a crash
+            self.setup_error = f"cannot use proxy {redact_url(proxy or '')}: {scrub_text(str(exc))[:200]}"
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
     def _get(self, url: str, bearer: Secret, params: Optional[Dict[str, str]] = None) -> Observation:
+        if self._client is None:
+            return Observation(method="GET", url=redact_url(url), error="bad-proxy",
+                               error_detail=self.setup_error or "no HTTP client")
+        if not self._same_origin(url):
+            # A scope or resource id (partly user- or metadata-controlled) must never send the token elsewhere.
+            return Observation(method="GET", url=redact_url(url), error="refused-origin",
+                               error_detail=f"not sent: the URL leaves the ARM endpoint {self.base_url}")
         headers = {"Authorization": "Bearer " + bearer.reveal(), "Accept": "application/json"}
         return request(self._client, "GET", url, params=params, headers=headers, deadline_s=ARM_TIMEOUT_S + 1)
 
@@ -127,8 +140,12 @@ class ArmClient:
         return page
 
     def _same_origin(self, url: str) -> bool:
-        ours, theirs = urlsplit(self.base_url), urlsplit(url)
-        return (ours.scheme, ours.netloc.lower()) == (theirs.scheme, theirs.netloc.lower())
+        try:
+            ours, theirs = urlsplit(self.base_url), urlsplit(url)
+            return (ours.scheme, ours.netloc.lower()) == (theirs.scheme, theirs.netloc.lower()) and \
+                "@" not in theirs.netloc
+        except ValueError:
+            return False
 
 
 def _note_error(page: ArmPage, obs: Observation) -> None:
@@ -149,9 +166,11 @@ def _proxy_for(url: str, environ: Mapping[str, str]) -> Optional[str]:
 
     scheme = urlsplit(url).scheme
     lower = {k.lower(): v for k, v in environ.items() if k.lower().endswith("_proxy") and v}
-    proxy = lower.get(f"{scheme}_proxy") or lower.get("all_proxy")
+    proxy = (lower.get(f"{scheme}_proxy") or lower.get("all_proxy") or "").strip()
     if not proxy:
         return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy  # what requests and urllib assume for "host:port"
     host = urlsplit(url).hostname or ""
     if proxy_bypass_environment(host, {"no": lower.get("no_proxy", "")}):
         return None

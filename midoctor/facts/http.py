@@ -15,7 +15,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import httpx
 
-from midoctor.redact import redact_headers, redact_url
+from midoctor.redact import redact_headers, redact_url, scrub_text
 
 MAX_BODY_BYTES = 256 * 1024
 BODY_EXCERPT_CHARS = 600
@@ -154,10 +154,10 @@ def request(
     deadline_s: float,
 ) -> Observation:
     """Perform one request and never raise for what the network or the server did."""
-    shown_url = redact_url(str(httpx.URL(url, params=params)) if params else url)
-    obs = Observation(method=method, url=shown_url)
+    obs = Observation(method=method, url=redact_url(url))
     started = time.monotonic()
     try:
+        obs.url = redact_url(str(httpx.URL(url, params=params)) if params else url)
         with client.stream(method, url, params=params, headers=headers) as response:
             obs.status = response.status_code
             obs.headers = redact_headers({k.lower(): v for k, v in response.headers.items()})
@@ -182,7 +182,7 @@ def request(
         else:
             obs.status = None
             obs.error = classify_exception(exc)
-        obs.error_detail = f"{type(exc).__name__}: {_short(str(exc)) or 'no detail'}"
+        obs.error_detail = f"{type(exc).__name__}: {_short(scrub_text(str(exc))) or 'no detail'}"
     obs.elapsed_ms = (time.monotonic() - started) * 1000.0
     return obs
 
@@ -194,7 +194,9 @@ def _short(text: str, limit: int = 300) -> str:
 
 def _decode(obs: Observation, body: bytes) -> None:
     text = body.decode("utf-8", errors="replace")
-    obs.body_excerpt = _printable(text[:BODY_EXCERPT_CHARS])
+    # A body that is not the JSON we expect (duplicate keys, cut off, an echoing proxy) may still carry a
+    # token or an Authorization header: the excerpt is scrubbed before it can become evidence.
+    obs.body_excerpt = _printable(scrub_text(text[: BODY_EXCERPT_CHARS * 4]))[:BODY_EXCERPT_CHARS]
     if obs.truncated:
         obs.json_error = f"body larger than {MAX_BODY_BYTES} bytes; not parsed"
         return

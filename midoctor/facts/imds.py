@@ -5,6 +5,7 @@ Facts observe and never judge: they return what IMDS (or whatever answered) said
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -140,9 +141,12 @@ class ImdsClient:
 def _retry_delay(obs: Observation, attempt: int) -> float:
     retry_after = obs.headers.get("retry-after", "")
     try:
-        return min(max(float(retry_after), 0.0), RETRY_AFTER_CAP_S)
+        seconds = float(retry_after)
     except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds):  # absent, an HTTP date, or "nan"/"inf" from a broken server
         return BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
 
 
 def parse_token_response(resource: str, selector: Selector, exchange: Exchange) -> TokenResult:
