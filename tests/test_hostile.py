@@ -220,8 +220,8 @@ FAKE_JWT = ("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9." + "eyJhdWQiOiJodHRwczovL21hb
 
 @pytest.mark.parametrize("token_reply", [
     # Duplicate keys and a cut-off body are not parsed, so only an excerpt could reach the report.
-    ('{"access_token":"%s","access_token":"%s","expires_in":"3599"}' % (FAKE_JWT, FAKE_JWT), -1),
-    ('{"access_token":"%s","expires_in":"35' % FAKE_JWT, 400),
+    ('{"access_token":"' + FAKE_JWT + '","access_token":"' + FAKE_JWT + '","expires_in":"3599"}', -1),
+    ('{"access_token":"' + FAKE_JWT + '","expires_in":"35', 400),
 ])
 def test_unparsable_token_replies_never_leak_the_token(raw_server, token_reply) -> None:
     body, length = token_reply
@@ -256,3 +256,36 @@ def test_a_proxy_echoing_the_authorization_header_does_not_leak_it(raw_server, s
     assert "Bearer ***" in run.stdout or "***" in run.stdout
     for token in sim.issued_tokens:
         assert token not in run.stdout and token.split(".")[1] not in run.stdout
+
+
+def test_hostile_instance_metadata_renders_inert_in_every_format(simulator, tmp_path) -> None:
+    """VM name, tags and userData are user-controlled: markup, quotes, control characters, large values.
+    (A 1 MB answer is over the read cap and ends as malformed-reply: see the "huge" case above; the renderers'
+    own tests feed them 1 MB strings.)"""
+    import xml.etree.ElementTree as ET
+
+    from midoctor.sim import Scenario, load_scenario
+
+    data = json.loads(json.dumps(load_scenario("no-identity").data))
+    data["name"] = "hostile"
+    data["vm"]["name"] = "<script>alert(1)</script>\"'\u001b[2J\u0000vm"
+    data["vm"]["tags"] = {"big": "A" * 256, "html": "<img src=x onerror=alert(1)>"}  # Azure caps tag values at 256
+    data["vm"].setdefault("compute_overrides", {})["userData"] = "PHNjcmlwdD4=" * 7000  # ~84 KB, near the 64 KB cap
+    sim = simulator(Scenario.from_dict(data))
+    outputs = {}
+    for fmt in ("json", "html", "markdown", "junit", "text"):
+        run = invoke(["run", "--imds-url", sim.url, "--arm-url", sim.url, "--format", fmt, "-v"])
+        assert run.exit_code == 1, (fmt, run.stderr[-500:])
+        outputs[fmt] = run.stdout
+    report = json.loads(outputs["json"])
+    assert report["diagnosis"]["cause"] == "no-identity"
+    assert "<script>" not in outputs["html"] and "onerror=alert" not in outputs["html"]
+    assert "&lt;script&gt;" in outputs["html"]
+    ET.fromstring(outputs["junit"].encode("utf-8"))
+    assert "\u001b" not in outputs["text"] and "\x00" not in outputs["text"]
+
+
+def test_invalid_utf8_in_instance_metadata_is_tolerated(raw_server) -> None:
+    server = raw_server(reply("200 OK", b'{"compute": {"name": "vm\xff\xfe\xc3", "azEnvironment": "AzurePublicCloud"}}'))
+    checks = run_imds_check(server.url)
+    assert checks["imds-reachable"]["cause"] == "healthy"
