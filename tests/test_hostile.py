@@ -286,6 +286,7 @@ def test_hostile_instance_metadata_renders_inert_in_every_format(simulator, tmp_
 
 
 def test_invalid_utf8_in_instance_metadata_is_tolerated(raw_server) -> None:
-    server = raw_server(reply("200 OK", b'{"compute": {"name": "vm\xff\xfe\xc3", "azEnvironment": "AzurePublicCloud"}}'))
+    body = b'{"compute": {"name": "vm\xff\xfe\xc3", "azEnvironment": "AzurePublicCloud"}}'
+    server = raw_server(reply("200 OK", body))
     checks = run_imds_check(server.url)
     assert checks["imds-reachable"]["cause"] == "healthy"
