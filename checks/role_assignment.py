@@ -114,6 +114,11 @@ def evaluate(ctx: Context) -> Result:
     return _with_actions(ctx.config.actions, who.describe(), scope, entries, evidence, values)
 
 
+def _granted_outside_arm(operation: rbac.Operation) -> bool:
+    """Cosmos DB data actions come from `az cosmosdb sql role assignment`, invisible to ARM permissions."""
+    return operation.is_data and operation.name.lower().startswith("microsoft.documentdb/")
+
+
 def _dns_explanation(ctx: Context, evidence: Dict[str, Any]) -> str:
     """Which resolver said what: 'does not exist' and 'no DNS server answers' need different fixes."""
     from urllib.parse import urlsplit
@@ -150,9 +155,15 @@ def _with_actions(actions: Any, who: str, scope: str, entries: List[Dict[str, An
     decisions = [rbac.decide(rbac.parse_operation(a), entries) for a in actions]
     evidence["decisions"] = [d.to_dict() for d in decisions]
     denied = [d for d in decisions if not d.allowed]
+    invisible = [d for d in denied if _granted_outside_arm(d.operation)]
+    if invisible and len(invisible) == len(denied):
+        names = ", ".join(d.operation.name for d in invisible)
+        return SPEC.result("cannot-determine", f"{names}: Cosmos DB data access is granted by Cosmos DB's own "
+                                               "role assignments, which ARM's permissions API does not list; "
+                                               "cannot tell from here.", evidence, **values)
     if denied:
         first = denied[0].operation
-        values.update(operation=first.name, role=rbac.suggest_role(first.name) or "<a role granting it>")
+        values.update(operation=first.name, role=rbac.suggest_role(first) or "<a role granting it>")
         names = ", ".join(d.operation.name for d in denied)
         kind = "a data action" if first.is_data else "a control-plane action"
         excluded = f" (excluded by {denied[0].excluded_by})" if denied[0].excluded_by else ""

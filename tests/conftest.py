@@ -31,13 +31,22 @@ class Run:
         raise AssertionError(f"no check {check_id} in report")
 
 
+def _runner() -> CliRunner:
+    """Separate stdout and stderr on every click: click < 8.2 mixes stderr into stdout unless told not to
+    (and then ``result.stderr`` raises); click 8.2 always separates them and removed ``mix_stderr``."""
+    try:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    except TypeError:
+        return CliRunner()
+
+
 def invoke(args: List[str], env: Optional[Dict[str, str]] = None) -> Run:
     """Run the CLI in-process with a clean environment (no proxy or AZURE_* leaking in from the shell)."""
     clean = {k: None for k in ("AZURE_CLIENT_ID", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
                                "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "MIDOCTOR_IMDS_URL",
                                "MIDOCTOR_ARM_URL")}
     clean.update(env or {})
-    result = CliRunner().invoke(main, args, env=clean, catch_exceptions=False)
+    result = _runner().invoke(main, args, env=clean, catch_exceptions=False)
     report = None
     if "--format" in args and args[args.index("--format") + 1] == "json" and result.stdout.startswith("{"):
         report = json.loads(result.stdout)

@@ -211,7 +211,11 @@ def test_identity_block_parser_never_raises(resource) -> None:
 @given(st.text(max_size=80), st.lists(st.dictionaries(st.sampled_from(["actions", "notActions", "dataActions",
                                                                       "notDataActions"]), json_values), max_size=4))
 def test_rbac_decide_never_raises(operation: str, entries) -> None:
-    decide(parse_operation(operation), entries)
+    try:
+        parsed = parse_operation(operation)
+    except ValueError:  # "data:" with nothing after it: the CLI turns this into exit 2
+        return
+    decide(parsed, entries)
 
 
 FAKE_JWT = ("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9." + "eyJhdWQiOiJodHRwczovL21hbmFnZW1lbnQuYXp1cmUuY29tIiwib2lkIjoiMSJ9"

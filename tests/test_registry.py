@@ -82,7 +82,8 @@ def test_validate_rejects_cycle_directly(tmp_path: Path) -> None:
         validate(load_dir(tmp_path, "t_self_loop"))
 
 
-def test_entry_point_checks_are_discovered(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize("shape", ["selectable", "dict"])
+def test_entry_point_checks_are_discovered(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shape: str) -> None:
     import importlib.metadata as md
     import sys
 
@@ -90,7 +91,15 @@ def test_entry_point_checks_are_discovered(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("from_plugin", None)
     ep = md.EntryPoint(name="from-plugin", value="from_plugin", group="midoctor.checks")
-    monkeypatch.setattr(md, "entry_points", lambda: md.EntryPoints([ep]))
+    # entry_points() returns an EntryPoints with .select() on Python 3.10+, a dict of group -> entry points
+    # on 3.9; load_entry_points reads both. The dict shape runs everywhere, so 3.9's path is always tested.
+    if shape == "selectable":
+        if not hasattr(md, "EntryPoints"):
+            pytest.skip("importlib.metadata.EntryPoints is Python 3.10+")
+        found = md.EntryPoints([ep])
+    else:
+        found = {"midoctor.checks": [ep], "other.group": []}
+    monkeypatch.setattr(md, "entry_points", lambda: found)
     ids = [c.id for c in load_registry()]
     assert ids[-1] == "from-plugin"
 
