@@ -14,7 +14,7 @@ from midoctor.facts import firewall, routes
 from midoctor.facts.firewall_rules import Packet
 from midoctor.facts.host import looks_like_azure
 from midoctor.facts.imds import Exchange, is_imds_server
-from midoctor.facts.route_parsers import REJECT_KINDS, Route
+from midoctor.facts.route_parsers import REJECT_KINDS
 from midoctor.model import Cause, CheckSpec, Command, Fix, Result, Status
 
 # azure-identity's DefaultAzureCredential probe gives up after 1 s (reference: failure-catalog 4.1).
@@ -182,7 +182,8 @@ def _no_answer(ctx: Context, exchange: Exchange, evidence: Dict[str, Any], value
 def _explain_locally(ctx: Context, cause: str, summary: str, evidence: Dict[str, Any]) -> Tuple[str, str]:
     """The socket error alone misleads: a prohibit route gives EACCES like a firewall, an admin-prohibited
     REJECT gives EHOSTUNREACH like a missing route. The route and the firewall rules tell them apart."""
-    route = _route(ctx, evidence)
+    report = _route_report(ctx, evidence)
+    route = report.route if report is not None else None
     if route is not None and route.kind in REJECT_KINDS + ("no-route",):
         what = "there is no route" if route.kind == "no-route" else f"its route is of type {route.kind!r}"
         return "no-route", (f"The kernel refuses to send to 169.254.169.254: {what} "
@@ -191,12 +192,16 @@ def _explain_locally(ctx: Context, cause: str, summary: str, evidence: Dict[str,
     if blocked and cause == "no-route" and route is not None and route.kind == "unicast":
         return "blocked-locally", (f"The connection was rejected as unreachable although the route via "
                                    f"{route.dev or '?'} is usable:{note}")
+    if report is not None and route is not None and (report.tunnel or report.off_primary):
+        primary = report.primary.dev if report.primary is not None else "the primary interface"
+        note += (f" The route leaves through {route.dev or '?'}, not {primary}: IMDS answers only on the primary "
+                 "NIC — see proxy-route.")
     if cause in ("timed-out", "refused", "blocked-locally", "no-answer", "no-route"):
         return cause, summary + note
     return cause, summary
 
 
-def _route(ctx: Context, evidence: Dict[str, Any]) -> Optional[Route]:
+def _route_report(ctx: Context, evidence: Dict[str, Any]) -> Optional[routes.RouteReport]:
     try:
         report = routes.inspect_route(ctx, str(ctx.host_facts().get("os") or "Linux"))
     except Exception as exc:  # noqa: BLE001 - a route read failure must not cost the reachability verdict
@@ -204,7 +209,7 @@ def _route(ctx: Context, evidence: Dict[str, Any]) -> Optional[Route]:
         return None
     if report.route is not None:
         evidence["route"] = report.route.to_evidence()
-    return report.route
+    return report
 
 
 def _firewall_note(ctx: Context, evidence: Dict[str, Any]) -> Tuple[bool, str]:

@@ -52,4 +52,5 @@ def test_vpn_captures_imds(vm: AzureVm, lab: Lab, diagnose) -> None:
     status, cause = run.verdict("proxy-route")
     assert cause == "route-not-primary" and status == "fail"
     assert "vpn0" in run.check("proxy-route")["summary"]
+    assert "through vpn0, not eth0" in run.check("imds-reachable")["summary"]  # the diagnosis names it too
     assert run.wall_s < WALL_BOUND_S
